@@ -1,0 +1,3 @@
+from eucalypt.cli.main import main
+
+main()

@@ -1,0 +1,158 @@
+"""The cloud's configuration: one TOML file under the data directory.
+
+``eucalypt init`` writes ``<data_dir>/eucalypt.toml`` with every default
+spelled out; each service process reads it (``eucalypt serve <component>
+--config FILE``). Paths left empty are derived from ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, Field
+
+DEFAULT_REGION = "eucalypt-1"
+
+
+def default_data_dir() -> Path:
+    """``$EUCALYPT_DATA_DIR``, else ``~/.eucalypt``."""
+    env = os.environ.get("EUCALYPT_DATA_DIR")
+    return Path(env) if env else Path.home() / ".eucalypt"
+
+
+class ServiceConfig(BaseModel):
+    """Where one component listens."""
+
+    host: str = "127.0.0.1"
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class ClcConfig(ServiceConfig):
+    port: int = 8773
+    database_url: str = ""
+
+
+class WalrusConfig(ServiceConfig):
+    port: int = 8776
+    database_url: str = ""
+    storage_dir: str = ""
+    # Virtual-hosted style: requests to <bucket>.<domain> address that bucket.
+    domain: str = "s3.localhost"
+
+
+class VmType(BaseModel):
+    """An administrator-defined VM type (the paper's m1.small etc.)."""
+
+    name: str
+    cores: int
+    memory_mib: int
+    disk_gib: int
+
+
+def default_vm_types() -> list[VmType]:
+    return [
+        VmType(name="t1.micro", cores=1, memory_mib=256, disk_gib=1),
+        VmType(name="m1.small", cores=1, memory_mib=512, disk_gib=2),
+        VmType(name="m1.medium", cores=1, memory_mib=1024, disk_gib=5),
+        VmType(name="m1.large", cores=2, memory_mib=2048, disk_gib=10),
+        VmType(name="m1.xlarge", cores=4, memory_mib=4096, disk_gib=20),
+    ]
+
+
+class CcConfig(ServiceConfig):
+    port: int = 8774
+    # The cluster's name is the availability zone the CLC shows.
+    name: str = "zone-1"
+    # Node Controllers of this cluster, as base URLs.
+    nodes: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8775"])
+    scheduler: str = "firstfit"
+    poll_seconds: float = 5.0
+
+
+class NcConfig(ServiceConfig):
+    port: int = 8775
+    hypervisor: str = "qemu"
+    instances_dir: str = ""
+    cache_dir: str = ""
+    cache_max_gib: float = 20.0
+    reserve_cores: int = 0
+    reserve_memory_mib: int = 256
+
+
+class ClusterRef(BaseModel):
+    """A cluster as the CLC knows it: zone name and the CC's URL."""
+
+    name: str
+    url: str
+
+
+class Config(BaseModel):
+    data_dir: Path = Field(default_factory=default_data_dir)
+    region: str = DEFAULT_REGION
+    log_level: str = "info"
+    clc: ClcConfig = Field(default_factory=ClcConfig)
+    walrus: WalrusConfig = Field(default_factory=WalrusConfig)
+    cc: CcConfig = Field(default_factory=CcConfig)
+    nc: NcConfig = Field(default_factory=NcConfig)
+    # The CCs the CLC fronts; empty means "the local cc section".
+    clusters: list[ClusterRef] = Field(default_factory=list)
+    vm_types: list[VmType] = Field(default_factory=default_vm_types)
+
+    def model_post_init(self, _context: Any) -> None:
+        d = self.data_dir
+        if not self.clc.database_url:
+            self.clc.database_url = f"sqlite:///{d / 'clc' / 'clc.db'}"
+        if not self.walrus.database_url:
+            self.walrus.database_url = f"sqlite:///{d / 'walrus' / 'walrus.db'}"
+        if not self.walrus.storage_dir:
+            self.walrus.storage_dir = str(d / "walrus" / "objects")
+        if not self.nc.instances_dir:
+            self.nc.instances_dir = str(d / "nc" / "instances")
+        if not self.nc.cache_dir:
+            self.nc.cache_dir = str(d / "nc" / "cache")
+        if not self.clusters:
+            self.clusters = [ClusterRef(name=self.cc.name, url=self.cc.url)]
+
+    # -- files ---------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "eucalypt.toml"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    def service(self, component: str) -> ServiceConfig:
+        svc: ServiceConfig = getattr(self, component)
+        return svc
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Config:
+        """Read ``path`` (default ``<default data dir>/eucalypt.toml``)."""
+        path = path or default_data_dir() / "eucalypt.toml"
+        with path.open("rb") as fh:
+            return cls.model_validate(tomllib.load(fh))
+
+    def save(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        data = self.model_dump(mode="json")
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(tomli_w.dumps(data))
+        tmp.replace(self.config_path)
+        return self.config_path
