@@ -29,7 +29,7 @@ def make_engine(url: str) -> Engine:
     """Build an engine for ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
     SQLite gets WAL mode, foreign keys and a busy timeout, and its parent
-    directory is created. ``postgresql://`` URLs use psycopg2.
+    directory is created. ``postgresql://`` URLs use psycopg (v3).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -7,4 +7,12 @@ from eucalypt.rpc.errors import RemoteError, RpcError
 from eucalypt.rpc.keys import ComponentKeys
 from eucalypt.rpc.server import RpcRouter, caller_name, rpc_app
 
-__all__ = ["ComponentKeys", "RemoteError", "RpcClient", "RpcError", "RpcRouter", "caller_name", "rpc_app"]
+__all__ = [
+    "ComponentKeys",
+    "RemoteError",
+    "RpcClient",
+    "RpcError",
+    "RpcRouter",
+    "caller_name",
+    "rpc_app",
+]

@@ -77,7 +77,9 @@ def _remote_error(reply: httpx.Response) -> RemoteError:
     try:
         doc = json.loads(reply.content)
         err = doc["error"]
-        return RemoteError(err["code"], err["message"], reply.status_code, doc.get("request_id", "-"))
+        return RemoteError(
+            err["code"], err["message"], reply.status_code, doc.get("request_id", "-")
+        )
     except (ValueError, KeyError, TypeError):
         return RemoteError(
             "InternalError", reply.text[:200] or reply.reason_phrase, reply.status_code

@@ -160,10 +160,12 @@ class RpcRouter:
             # FastAPI reads the signature to find the body type; give it the real classes.
             endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 [
-                    inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                      annotation=Request),
-                    inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                      annotation=request_model),
+                    inspect.Parameter(
+                        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                    ),
+                    inspect.Parameter(
+                        "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=request_model
+                    ),
                 ],
                 return_annotation=response_model,
             )
