@@ -98,7 +98,7 @@ class Ec2Endpoint:
         if not has_auth(http):
             raise ec2.MissingAuthenticationToken()
         try:
-            auth = await authenticate(http, self.credentials)
+            auth = await authenticate(http, self.credentials, services=("ec2",))
         except AuthError as exc:
             raise _AUTH_ERRORS[exc.reason](exc.message) from None
         action, _version, op_params = split_action(params)

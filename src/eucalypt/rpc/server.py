@@ -127,7 +127,7 @@ async def authenticate_caller(request: Request, allow: Collection[str]) -> Crede
         body,
     )
     try:
-        result = await authenticate(http, request.app.state.credentials)
+        result = await authenticate(http, request.app.state.credentials, services=("eucalypt",))
     except AuthError as exc:
         raise AuthFailure(exc.message) from None
     who = caller_name(result.credential)
