@@ -75,6 +75,10 @@ class CcConfig(ServiceConfig):
     nodes: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8775"])
     scheduler: str = "firstfit"
     poll_seconds: float = 5.0
+    # SYSTEM, STATIC, MANAGED or MANAGED-NOVLAN (the paper's modes).
+    network_mode: str = "SYSTEM"
+    # SYSTEM mode: the bridge on each node that joins the physical network.
+    bridge: str = "eucabr0"
 
 
 class NcConfig(ServiceConfig):

@@ -1,13 +1,27 @@
-"""The Cluster Controller's internal protocol: request/response types and client."""
+"""The Cluster Controller's internal protocol: request/response types and client.
+
+The CLC is the CC's caller. Operations are plural (the paper):
+RunInstances, TerminateInstances, RebootInstances, DescribeInstances,
+DescribeResources, GetConsoleOutput.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from eucalypt.nc.api import NodeResources
+from eucalypt.nc.api import (
+    BootImages,
+    GetConsoleOutputResponse,
+    InstanceInfo,
+    InstanceState,
+    NodeResources,
+    VmSpec,
+)
 from eucalypt.rpc.client import RpcClient
+
+__all__ = ["InstanceState"]
 
 
 class VmTypeSpec(BaseModel):
@@ -42,8 +56,98 @@ class DescribeResourcesResponse(BaseModel):
     nodes: list[NodeStatus]
 
 
+class InstanceNetworkRequest(BaseModel):
+    """What the CLC asks of the network for one instance.
+
+    ``network`` names the isolated network (the security group's, in the
+    MANAGED modes); ``mac`` and ``private_ip`` are chosen by the CC when empty.
+    """
+
+    network: str = "default"
+    owner_id: str = ""
+    mac: str = ""
+    private_ip: str = ""
+
+
+class LaunchSpec(BaseModel):
+    instance_id: str
+    reservation_id: str = ""
+    owner_id: str
+    vm: VmSpec
+    images: BootImages
+    network: InstanceNetworkRequest = Field(default_factory=InstanceNetworkRequest)
+
+
+class RunInstancesRequest(BaseModel):
+    instances: list[LaunchSpec]
+
+
+class LaunchResult(BaseModel):
+    instance_id: str
+    ok: bool
+    node_url: str = ""
+    instance: InstanceInfo | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+class RunInstancesResponse(BaseModel):
+    results: list[LaunchResult]
+
+
+class InstanceIdsRequest(BaseModel):
+    instance_ids: list[str] = Field(default_factory=list)
+
+
+class ClusterInstance(BaseModel):
+    """An instance as the CC last saw it, with the node that runs it."""
+
+    instance: InstanceInfo
+    node_url: str
+    node_state: Literal["up", "down", "unknown"]
+
+
+class DescribeInstancesResponse(BaseModel):
+    instances: list[ClusterInstance]
+
+
+class InstanceIdRequest(BaseModel):
+    instance_id: str
+
+
 class CcClient(RpcClient):
     """Typed client of one CC."""
 
     async def describe_resources(self, req: DescribeResourcesRequest) -> DescribeResourcesResponse:
         return await self.call("DescribeResources", req, DescribeResourcesResponse)
+
+    async def run_instances(self, req: RunInstancesRequest) -> RunInstancesResponse:
+        return await self.call("RunInstances", req, RunInstancesResponse)
+
+    async def terminate_instances(self, instance_ids: list[str]) -> DescribeInstancesResponse:
+        return await self.call(
+            "TerminateInstances",
+            InstanceIdsRequest(instance_ids=instance_ids),
+            DescribeInstancesResponse,
+        )
+
+    async def reboot_instances(self, instance_ids: list[str]) -> DescribeInstancesResponse:
+        return await self.call(
+            "RebootInstances",
+            InstanceIdsRequest(instance_ids=instance_ids),
+            DescribeInstancesResponse,
+        )
+
+    async def describe_instances(
+        self, instance_ids: list[str] | None = None
+    ) -> DescribeInstancesResponse:
+        return await self.call(
+            "DescribeInstances",
+            InstanceIdsRequest(instance_ids=instance_ids or []),
+            DescribeInstancesResponse,
+        )
+
+    async def get_console_output(self, instance_id: str) -> GetConsoleOutputResponse:
+        return await self.call(
+            "GetConsoleOutput", InstanceIdRequest(instance_id=instance_id), GetConsoleOutputResponse
+        )

@@ -9,53 +9,110 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from eucalypt.auth.credentials import Credential
-from eucalypt.cc.api import DescribeResourcesRequest, DescribeResourcesResponse
+from eucalypt.cc.api import (
+    DescribeInstancesResponse,
+    DescribeResourcesRequest,
+    DescribeResourcesResponse,
+    InstanceIdRequest,
+    InstanceIdsRequest,
+    RunInstancesRequest,
+    RunInstancesResponse,
+)
 from eucalypt.cc.capacity import availability
-from eucalypt.cc.nodes import NodeRegistry
+from eucalypt.cc.cluster import Cluster
+from eucalypt.cc.network import make_network
+from eucalypt.cc.scheduler import make_policy
+from eucalypt.cc.service import ClusterService
 from eucalypt.config import Config
-from eucalypt.nc.api import NcClient
+from eucalypt.nc.api import GetConsoleOutputResponse, NcClient
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
+
+CALLERS = {"clc", "admin"}
 
 
 def create_app(config: Config) -> FastAPI:
     keys = ComponentKeys.load(config.keys_dir)
     me = keys.credential("cc")
-    registry = NodeRegistry(
-        {url: NcClient(url, me, region=config.region, timeout=5.0) for url in config.cc.nodes}
+    cluster = Cluster(
+        {url: NcClient(url, me, region=config.region, timeout=60.0) for url in config.cc.nodes}
     )
+    network = make_network(config)
+    service = ClusterService(cluster, make_policy(config.cc.scheduler), network)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await registry.refresh()
-        poller = asyncio.create_task(registry.poll_forever(config.cc.poll_seconds))
+        await network.start()
+        await cluster.refresh()
+        poller = asyncio.create_task(cluster.poll_forever(config.cc.poll_seconds))
         try:
             yield
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-            await registry.aclose()
+            await cluster.aclose()
+            await network.stop()
 
     app = rpc_app("cc", keys.store(["clc"]))
     app.router.lifespan_context = lifespan
-    app.state.registry = registry
+    app.state.service = service
     router = RpcRouter()
 
     @router.operation(
-        "DescribeResources",
-        DescribeResourcesRequest,
-        DescribeResourcesResponse,
-        allow={"clc", "admin"},
+        "DescribeResources", DescribeResourcesRequest, DescribeResourcesResponse, allow=CALLERS
     )
     async def describe_resources(
         req: DescribeResourcesRequest, _caller: Credential
     ) -> DescribeResourcesResponse:
         """How many instances of each VM type fit on the cluster's nodes that are up."""
-        nodes = list(registry.status.values())
-        up = [n.resources for n in nodes if n.state == "up" and n.resources is not None]
+        nodes = [n.status for n in cluster.nodes.values()]
+        up = [v.free for v in cluster.views() if v.up]
         return DescribeResourcesResponse(
             cluster=config.cc.name, vm_types=availability(up, req.vm_types), nodes=nodes
         )
+
+    @router.operation("RunInstances", RunInstancesRequest, RunInstancesResponse, allow=CALLERS)
+    async def run_instances(req: RunInstancesRequest, _caller: Credential) -> RunInstancesResponse:
+        """Place and start each instance on a node chosen by the scheduling policy."""
+        return RunInstancesResponse(results=await service.run_instances(req.instances))
+
+    @router.operation(
+        "TerminateInstances", InstanceIdsRequest, DescribeInstancesResponse, allow=CALLERS
+    )
+    async def terminate_instances(
+        req: InstanceIdsRequest, _caller: Credential
+    ) -> DescribeInstancesResponse:
+        """Terminate instances; returns their new state."""
+        done = await asyncio.gather(*(service.terminate(i) for i in req.instance_ids))
+        return DescribeInstancesResponse(instances=list(done))
+
+    @router.operation(
+        "RebootInstances", InstanceIdsRequest, DescribeInstancesResponse, allow=CALLERS
+    )
+    async def reboot_instances(
+        req: InstanceIdsRequest, _caller: Credential
+    ) -> DescribeInstancesResponse:
+        """Reboot instances."""
+        done = await asyncio.gather(*(service.reboot(i) for i in req.instance_ids))
+        return DescribeInstancesResponse(instances=list(done))
+
+    @router.operation(
+        "DescribeInstances", InstanceIdsRequest, DescribeInstancesResponse, allow=CALLERS
+    )
+    async def describe_instances(
+        req: InstanceIdsRequest, _caller: Credential
+    ) -> DescribeInstancesResponse:
+        """Instances as of the last poll (and the CC's own launches since)."""
+        return DescribeInstancesResponse(instances=service.describe(req.instance_ids))
+
+    @router.operation(
+        "GetConsoleOutput", InstanceIdRequest, GetConsoleOutputResponse, allow=CALLERS
+    )
+    async def get_console_output(
+        req: InstanceIdRequest, _caller: Credential
+    ) -> GetConsoleOutputResponse:
+        """The instance's serial console, from its node."""
+        return await service.console(req.instance_id)
 
     router.mount(app)
     return app
