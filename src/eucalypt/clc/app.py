@@ -21,6 +21,7 @@ from eucalypt.clc.context import Services
 from eucalypt.clc.ec2.protocol import Ec2Protocol
 from eucalypt.clc.edge import Ec2Endpoint
 from eucalypt.clc.identity import DbCredentialStore, lookup_credential
+from eucalypt.clc.netsync import NetworkSync
 from eucalypt.config import Config
 from eucalypt.db import Database, migrate
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
@@ -42,7 +43,7 @@ def create_app(config: Config) -> FastAPI:
     clusters = {
         c.name: CcClient(c.url, me, region=config.region, timeout=10.0) for c in config.clusters
     }
-    services = Services(config=config, db=db, clusters=clusters)
+    services = Services(config=config, db=db, clusters=clusters, netsync=NetworkSync(db, clusters))
     users = DbCredentialStore(db)
 
     @contextlib.asynccontextmanager

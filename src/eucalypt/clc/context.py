@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from eucalypt.auth.credentials import Credential
 from eucalypt.cc.api import CcClient
+from eucalypt.clc.netsync import NetworkSync
 from eucalypt.config import Config
 from eucalypt.db import Database
 
@@ -17,6 +18,7 @@ class Services:
     config: Config
     db: Database
     clusters: dict[str, CcClient]  # zone name -> its CC
+    netsync: NetworkSync
 
 
 @dataclass

@@ -10,13 +10,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from eucalypt.clc.actions.regions import describe_regions
-from eucalypt.clc.actions.zones import describe_availability_zones
+from eucalypt.clc.actions import (
+    instance_types,
+    keypairs,
+    regions,
+    security_groups,
+    tagging,
+    zones,
+)
 from eucalypt.clc.context import RequestContext
 
 Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 ACTIONS: dict[str, Handler] = {
-    "DescribeRegions": describe_regions,
-    "DescribeAvailabilityZones": describe_availability_zones,
+    "DescribeRegions": regions.describe_regions,
+    "DescribeAvailabilityZones": zones.describe_availability_zones,
+    "DescribeInstanceTypes": instance_types.describe_instance_types,
+    "CreateKeyPair": keypairs.create_key_pair,
+    "ImportKeyPair": keypairs.import_key_pair,
+    "DescribeKeyPairs": keypairs.describe_key_pairs,
+    "DeleteKeyPair": keypairs.delete_key_pair,
+    "CreateSecurityGroup": security_groups.create_security_group,
+    "DeleteSecurityGroup": security_groups.delete_security_group,
+    "DescribeSecurityGroups": security_groups.describe_security_groups,
+    "AuthorizeSecurityGroupIngress": security_groups.authorize_security_group_ingress,
+    "RevokeSecurityGroupIngress": security_groups.revoke_security_group_ingress,
+    "CreateTags": tagging.create_tags,
+    "DeleteTags": tagging.delete_tags,
+    "DescribeTags": tagging.describe_tags,
 }

@@ -1,0 +1,82 @@
+"""Helpers shared by the EC2 actions: tags, ownership, pagination."""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from eucalypt.clc.actions.filters import Getter
+from eucalypt.clc.ec2.errors import InvalidParameterValue
+from eucalypt.clc.models import Tag
+
+T = TypeVar("T")
+
+
+def tags_for(session: Session, resource_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
+    """Tags of many resources in one query: id -> [{"Key", "Value"}]."""
+    ids = list(resource_ids)
+    out: dict[str, list[dict[str, str]]] = defaultdict(list)
+    if not ids:
+        return out
+    for start in range(0, len(ids), 500):
+        rows = session.scalars(
+            select(Tag).where(Tag.resource_id.in_(ids[start : start + 500])).order_by(Tag.key)
+        )
+        for tag in rows:
+            out[tag.resource_id].append({"Key": tag.key, "Value": tag.value})
+    return out
+
+
+class TagGetters(Mapping[str, Getter]):
+    """Filter getters that add ``tag:<key>``, ``tag-key`` and ``tag-value`` to fixed ones.
+
+    Items must carry their tags under ``"Tags"`` (a list of Key/Value dicts).
+    """
+
+    def __init__(self, fixed: Mapping[str, Getter]) -> None:
+        self.fixed = dict(fixed)
+        self.fixed["tag-key"] = lambda item: [t["Key"] for t in item.get("Tags", [])]
+        self.fixed["tag-value"] = lambda item: [t["Value"] for t in item.get("Tags", [])]
+
+    def __getitem__(self, name: str) -> Getter:
+        if name.startswith("tag:"):
+            key = name[4:]
+            return lambda item: [t["Value"] for t in item.get("Tags", []) if t["Key"] == key]
+        return self.fixed[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter([*self.fixed, "tag:<key>"])
+
+    def __len__(self) -> int:
+        return len(self.fixed) + 1
+
+
+def paginate(
+    items: Sequence[T], max_results: int | None, token: str | None, *, lo: int = 5, hi: int = 1000
+) -> tuple[list[T], str | None]:
+    """EC2 MaxResults/NextToken over an already ordered list."""
+    start = 0
+    if token:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode()).decode())
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidParameterValue(f"Invalid NextToken: {token}") from None
+    if max_results is None:
+        return list(items[start:]), None
+    if not lo <= max_results <= hi:
+        raise InvalidParameterValue(f"MaxResults must be between {lo} and {hi}.")
+    end = start + max_results
+    page = list(items[start:end])
+    next_token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else None
+    return page, next_token

@@ -1,0 +1,101 @@
+"""Key pairs through boto3 against a real CLC."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+from pathlib import Path
+
+import botocore.exceptions
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tests.clc.conftest import ClcFixture
+
+
+def code(err: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
+    return str(err.value.response["Error"]["Code"])
+
+
+def test_create_returns_private_key_matching_fingerprint(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.alice)
+    made = ec2.create_key_pair(KeyName="k1")
+    key = serialization.load_pem_private_key(made["KeyMaterial"].encode(), None)
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    digest = hashlib.sha1(pkcs8).hexdigest()
+    assert made["KeyFingerprint"] == ":".join(digest[i : i + 2] for i in range(0, 40, 2))
+    described = ec2.describe_key_pairs(KeyNames=["k1"], IncludePublicKey=True)["KeyPairs"]
+    assert described[0]["KeyPairId"] == made["KeyPairId"]
+    pub = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    assert described[0]["PublicKey"] == pub
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.create_key_pair(KeyName="k1")
+    assert code(err) == "InvalidKeyPair.Duplicate"
+
+
+def test_import_openssh_key_has_ec2_md5_fingerprint(clc: ClcFixture, tmp_path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(tmp_path / "id")],
+        check=True,
+    )
+    pub = (tmp_path / "id.pub").read_bytes()
+    ec2 = clc.client(clc.alice)
+    got = ec2.import_key_pair(KeyName="imported", PublicKeyMaterial=pub)
+    # EC2's fingerprint of an imported RSA key: MD5 of the DER public key.
+    der = serialization.load_ssh_public_key(pub).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    md5 = hashlib.md5(der).hexdigest()
+    assert got["KeyFingerprint"] == ":".join(md5[i : i + 2] for i in range(0, 32, 2))
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.import_key_pair(KeyName="bad", PublicKeyMaterial=b"ssh-rsa not-base64!!")
+    assert code(err) == "InvalidKey.Format"
+
+
+def test_ed25519_and_filters_and_tags(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.alice)
+    made = ec2.create_key_pair(
+        KeyName="edkey",
+        KeyType="ed25519",
+        TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "team", "Value": "x"}]}],
+    )
+    assert "OPENSSH PRIVATE KEY" in made["KeyMaterial"]
+    got = ec2.describe_key_pairs(Filters=[{"Name": "tag:team", "Values": ["x"]}])["KeyPairs"]
+    assert [k["KeyName"] for k in got] == ["edkey"]
+    assert got[0]["KeyType"] == "ed25519"
+    blob = base64.b64decode(
+        ec2.describe_key_pairs(KeyNames=["edkey"], IncludePublicKey=True)["KeyPairs"][0][
+            "PublicKey"
+        ].split()[1]
+    )
+    assert got[0]["KeyFingerprint"].rstrip("=") == base64.b64encode(
+        hashlib.sha256(blob).digest()
+    ).decode().rstrip("=")
+
+
+def test_accounts_see_only_their_own_keys(clc: ClcFixture) -> None:
+    clc.client(clc.alice).create_key_pair(KeyName="alice-only")
+    bob = clc.client(clc.bob)
+    assert "alice-only" not in [k["KeyName"] for k in bob.describe_key_pairs()["KeyPairs"]]
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        bob.describe_key_pairs(KeyNames=["alice-only"])
+    assert code(err) == "InvalidKeyPair.NotFound"
+    # Bob deleting "alice-only" deletes nothing of Alice's.
+    bob.delete_key_pair(KeyName="alice-only")
+    assert clc.client(clc.alice).describe_key_pairs(KeyNames=["alice-only"])["KeyPairs"]
+
+
+def test_delete(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.alice)
+    ec2.create_key_pair(KeyName="doomed")
+    ec2.delete_key_pair(KeyName="doomed")
+    with pytest.raises(botocore.exceptions.ClientError):
+        ec2.describe_key_pairs(KeyNames=["doomed"])
+    ec2.delete_key_pair(KeyName="never-existed")  # succeeds, as in EC2
