@@ -38,6 +38,8 @@ class ServiceConfig(BaseModel):
 class ClcConfig(ServiceConfig):
     port: int = 8773
     database_url: str = ""
+    # How often instance state is pulled from the CCs.
+    sync_seconds: float = 2.0
 
 
 class WalrusConfig(ServiceConfig):
@@ -79,6 +81,39 @@ class CcConfig(ServiceConfig):
     network_mode: str = "SYSTEM"
     # SYSTEM mode: the bridge on each node that joins the physical network.
     bridge: str = "eucabr0"
+    # --- the virtual network (eucalypt.cc.network) -----------------------------
+    # Network namespace that holds the CC's data plane ("" = the host's own).
+    network_netns: str = ""
+    # dnsmasq's files ("" = <data_dir>/cc/net).
+    network_state_dir: str = ""
+    # MANAGED modes: the private range, split into one subnet per security group.
+    private_range: str = "10.128.0.0/16"
+    subnet_prefix: int = 24
+    # VXLAN: network i has VNI vni_base + i (MANAGED-NOVLAN: all share vni_base).
+    vni_base: int = 1000
+    vxlan_port: int = 4789
+    # The CC's address on the network its NCs reach (its VXLAN endpoint); "" = none.
+    vxlan_local: str = ""
+    # NC URL -> that node's VXLAN endpoint address, when it is not the URL's host.
+    node_underlay: dict[str, str] = Field(default_factory=dict)
+    # Public addresses (IPs, CIDRs, "first-last" ranges) and the CC interface answering them.
+    public_ips: list[str] = Field(default_factory=list)
+    public_interface: str = ""
+    # Cross-cluster networks: the other CCs' VXLAN endpoints, and which slice of
+    # each subnet's addresses this cluster hands out (index of count).
+    cluster_peers: list[str] = Field(default_factory=list)
+    peer_vxlan_port: int = 4790
+    cluster_index: int = 0
+    cluster_count: int = 1
+    # Instance metadata: the CC's proxy port and the CLC metadata service behind it.
+    metadata_port: int = 8779
+    metadata_upstream: str = "http://127.0.0.1:8773"
+    # STATIC mode: MAC -> IP pairs, their subnet and router, and the CC's
+    # interface on the instances' LAN ("" = bridge) where DHCP is served.
+    static_pairs: dict[str, str] = Field(default_factory=dict)
+    static_subnet: str = ""
+    static_router: str = ""
+    static_interface: str = ""
 
 
 class NcConfig(ServiceConfig):
@@ -89,6 +124,18 @@ class NcConfig(ServiceConfig):
     cache_max_gib: float = 20.0
     reserve_cores: int = 0
     reserve_memory_mib: int = 256
+    # qemu driver: "auto" probes whether KVM really runs a guest, else "kvm" or "tcg".
+    qemu_accel: str = "auto"
+    # sim driver: seconds a simulated boot takes, and the node it pretends to be
+    # (0 = this host's cores / memory / disk).
+    sim_boot_seconds: float = 1.0
+    sim_cores: int = 0
+    sim_memory_mib: int = 0
+    sim_disk_gib: int = 0
+    # How often the NC checks that its instances still run, and how long
+    # terminated instances stay visible in DescribeInstances.
+    monitor_seconds: float = 5.0
+    terminated_retention_seconds: float = 3600.0
 
 
 class ClusterRef(BaseModel):

@@ -48,12 +48,16 @@ class NodeStatus(BaseModel):
 
 class DescribeResourcesRequest(BaseModel):
     vm_types: list[VmTypeSpec]
+    # Instances the caller has admitted but not yet seen placed: the CC answers which
+    # of them it already counts, so the CLC's admission control never counts twice.
+    in_flight: list[str] = Field(default_factory=list)
 
 
 class DescribeResourcesResponse(BaseModel):
     cluster: str
     vm_types: list[VmTypeAvailability]
     nodes: list[NodeStatus]
+    counted: list[str] = Field(default_factory=list)
 
 
 class InstanceNetworkRequest(BaseModel):

@@ -68,7 +68,10 @@ def create_app(config: Config) -> FastAPI:
         nodes = [n.status for n in cluster.nodes.values()]
         up = [v.free for v in cluster.views() if v.up]
         return DescribeResourcesResponse(
-            cluster=config.cc.name, vm_types=availability(up, req.vm_types), nodes=nodes
+            cluster=config.cc.name,
+            vm_types=availability(up, req.vm_types),
+            nodes=nodes,
+            counted=[i for i in req.in_flight if i in cluster.placement],
         )
 
     @router.operation("RunInstances", RunInstancesRequest, RunInstancesResponse, allow=CALLERS)

@@ -21,7 +21,10 @@ from eucalypt.clc.context import Services
 from eucalypt.clc.ec2.protocol import Ec2Protocol
 from eucalypt.clc.edge import Ec2Endpoint
 from eucalypt.clc.identity import DbCredentialStore, lookup_credential
+from eucalypt.clc.instances import InstanceService
 from eucalypt.clc.netsync import NetworkSync
+from eucalypt.clc.srs import ResourceState
+from eucalypt.clc.storage import WalrusReader
 from eucalypt.config import Config
 from eucalypt.db import Database, migrate
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
@@ -43,16 +46,29 @@ def create_app(config: Config) -> FastAPI:
     clusters = {
         c.name: CcClient(c.url, me, region=config.region, timeout=10.0) for c in config.clusters
     }
-    services = Services(config=config, db=db, clusters=clusters, netsync=NetworkSync(db, clusters))
+    services = Services(
+        config=config,
+        db=db,
+        clusters=clusters,
+        netsync=NetworkSync(db, clusters),
+        walrus=WalrusReader(config.walrus.url, me, config.region),
+        srs=ResourceState(clusters),
+    )
+    instances = InstanceService(services)
     users = DbCredentialStore(db)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # State catches up from the CCs (after a restart too).
+        services.background(instances.sync_forever(config.clc.sync_seconds))
         try:
             yield
         finally:
+            for task in list(services.tasks):
+                task.cancel()
             for client in clusters.values():
                 await client.aclose()
+            await services.walrus.aclose()
             db.dispose()
 
     # Internal operations accept the components and cloud administrators.
