@@ -22,6 +22,7 @@ from eucalypt.clc.ec2.protocol import Ec2Protocol
 from eucalypt.clc.edge import Ec2Endpoint
 from eucalypt.clc.identity import DbCredentialStore, lookup_credential
 from eucalypt.clc.instances import InstanceService
+from eucalypt.clc.metadata import MetadataService
 from eucalypt.clc.netsync import NetworkSync
 from eucalypt.clc.srs import ResourceState
 from eucalypt.clc.storage import WalrusReader
@@ -103,4 +104,14 @@ def create_app(config: Config) -> FastAPI:
     router.mount(app)
     endpoint = Ec2Endpoint(services, users, Ec2Protocol())
     app.add_route("/", endpoint.handle, methods=["GET", "POST"], include_in_schema=False)
+    # The instance metadata service, reached through each CC's proxy.
+    metadata = MetadataService(services, keys.store(["cc"]))
+    for prefix in ("/latest", "/2009-04-04"):
+        app.add_route(prefix, metadata.handle, methods=["GET", "PUT"], include_in_schema=False)
+        app.add_route(
+            prefix + "/{path:path}",
+            metadata.handle,
+            methods=["GET", "PUT"],
+            include_in_schema=False,
+        )
     return app
