@@ -22,7 +22,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
+# The guest image build fetches Debian packages with `apt-get download`: it needs package lists.
+have_lists=0
+ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 && have_lists=1
+if [ ${#missing[@]} -eq 0 ] && [ $have_lists -eq 1 ]; then
   echo "install-deps: all ${#packages[@]} Debian packages present"
   exit 0
 fi
@@ -30,7 +33,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing ${missing[*]}; run as root (or: sudo $0 $*)" >&2
   exit 1
 fi
-echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -30,7 +30,7 @@ def require_tools(*tools: str) -> None:
     missing = _missing(list(tools))
     if missing:
         pytest.skip(
-            f"missing {', '.join(missing)}: run scripts/install-guest-deps.sh "
+            f"missing {', '.join(missing)}: run scripts/install-deps.sh "
             "(Debian packages in src/eucalypt/nc/guestimage/DEPENDENCIES)"
         )
 
