@@ -104,6 +104,8 @@ class SecurityGroup(Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(String(255), default="")
+    # The group's network in the MANAGED modes, the same in every cluster.
+    vni: Mapped[int | None] = mapped_column(nullable=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     rules: Mapped[list[SecurityGroupRule]] = relationship(
@@ -210,6 +212,8 @@ class Address(Base):
 
     public_ip: Mapped[str] = mapped_column(String(45), primary_key=True)
     allocation_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # The cluster whose public pool the address comes from.
+    zone: Mapped[str] = mapped_column(String(64), default="")
     account_id: Mapped[str | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True, index=True
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-30 01:32:28.030805
+Create Date: 2026-11-30 01:38:40.979858
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def upgrade() -> None:
         "addresses",
         sa.Column("public_ip", sa.String(length=45), nullable=False),
         sa.Column("allocation_id", sa.String(length=32), nullable=False),
+        sa.Column("zone", sa.String(length=64), nullable=False),
         sa.Column("account_id", sa.String(length=12), nullable=True),
         sa.Column("instance_id", sa.String(length=32), nullable=True),
         sa.Column("association_id", sa.String(length=32), nullable=True),
@@ -120,10 +121,12 @@ def upgrade() -> None:
         sa.Column("account_id", sa.String(length=12), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("description", sa.String(length=255), nullable=False),
+        sa.Column("vni", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("account_id", "name"),
+        sa.UniqueConstraint("vni"),
     )
     with op.batch_alter_table("security_groups", schema=None) as batch_op:
         batch_op.create_index(
