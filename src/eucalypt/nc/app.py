@@ -1,46 +1,125 @@
-"""The Node Controller service: HTTP wiring."""
+"""The Node Controller service: HTTP wiring.
+
+``create_app(config)`` builds the driver, the image cache and the service,
+and registers the NC's operations; every one accepts only the CC's key and
+cloud administrators. At startup the service reconciles its instance
+directories with the hypervisor; at shutdown running domains are left
+running (a restarted NC adopts them).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from eucalypt.auth.credentials import Credential
+from eucalypt.auth.credentials import Credential, CredentialStore
 from eucalypt.config import Config
-from eucalypt.nc.api import DescribeResourceRequest, DescribeResourceResponse, NodeResources
-from eucalypt.nc.resources import discover
+from eucalypt.nc.api import (
+    DescribeInstancesRequest,
+    DescribeInstancesResponse,
+    DescribeResourceRequest,
+    DescribeResourceResponse,
+    GetConsoleOutputResponse,
+    InstanceIdRequest,
+    InstanceResponse,
+    RunInstanceRequest,
+    RunInstanceResponse,
+)
+from eucalypt.nc.cache import FetchSettings, ImageCache
+from eucalypt.nc.commands import Runner, run_command
+from eucalypt.nc.endpoint import Endpoints
+from eucalypt.nc.hypervisors import Hypervisor, make_driver
+from eucalypt.nc.service import NodeParts, NodeService, NodeSettings
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
 
+#: Who may call the NC: the CC, and cloud administrators.
+CALLERS = frozenset({"cc", "admin"})
 
-def create_app(config: Config) -> FastAPI:
+
+def create_app(
+    config: Config,
+    *,
+    driver: Hypervisor | None = None,
+    runner: Runner | None = None,
+    credentials: CredentialStore | None = None,
+) -> FastAPI:
+    """The NC app. ``driver``, ``runner`` and ``credentials`` replace the defaults
+    (the configured driver, real host commands, the component keys)."""
     keys = ComponentKeys.load(config.keys_dir)
-    app = rpc_app("nc", keys.store(["cc", "clc"]))
-    router = RpcRouter()
-    instances_dir = Path(config.nc.instances_dir)
+    run = runner or run_command
+    hypervisor = driver or make_driver(config.nc.hypervisor, config)
+    cache = ImageCache(
+        Path(config.nc.cache_dir),
+        max_bytes=int(config.nc.cache_max_gib * 2**30),
+        fetch=FetchSettings(credential=keys.credential("nc"), region=config.region),
+        runner=run,
+    )
     node_name = f"{socket.gethostname()}:{config.nc.port}"
+    service = NodeService(
+        NodeSettings.from_config(config, node_name),
+        NodeParts(driver=hypervisor, cache=cache, endpoints=Endpoints(run), runner=run),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = rpc_app("nc", credentials or keys.store(["cc", "clc"]))
+    app.router.lifespan_context = lifespan
+    app.state.service = service
+    router = RpcRouter()
 
     @router.operation(
-        "DescribeResource", DescribeResourceRequest, DescribeResourceResponse, allow={"cc", "admin"}
+        "DescribeResource", DescribeResourceRequest, DescribeResourceResponse, allow=CALLERS
     )
     async def describe_resource(
         _req: DescribeResourceRequest, _caller: Credential
     ) -> DescribeResourceResponse:
-        """The node's cores, memory and disk, total and free."""
-        host = discover(instances_dir, config.nc.reserve_cores, config.nc.reserve_memory_mib)
-        return DescribeResourceResponse(
-            node=node_name,
-            hypervisor=config.nc.hypervisor,
-            resources=NodeResources(
-                cores_total=host.cores,
-                cores_free=host.cores,
-                memory_mib_total=host.memory_mib,
-                memory_mib_free=host.memory_mib,
-                disk_gib_total=host.disk_gib,
-                disk_gib_free=host.disk_gib,
-            ),
+        """The node's cores, memory and disk: total (after the reserve) and free."""
+        return service.describe_resource()
+
+    @router.operation("RunInstance", RunInstanceRequest, RunInstanceResponse, allow=CALLERS)
+    async def run_instance(req: RunInstanceRequest, _caller: Credential) -> RunInstanceResponse:
+        """Admit an instance (pending) and launch it; InsufficientCapacity if it does not fit."""
+        return RunInstanceResponse(instance=await service.run_instance(req))
+
+    @router.operation("TerminateInstance", InstanceIdRequest, InstanceResponse, allow=CALLERS)
+    async def terminate_instance(req: InstanceIdRequest, _caller: Credential) -> InstanceResponse:
+        """Stop the instance, delete its network endpoint and files (idempotent)."""
+        return InstanceResponse(instance=await service.terminate_instance(req.instance_id))
+
+    @router.operation("RebootInstance", InstanceIdRequest, InstanceResponse, allow=CALLERS)
+    async def reboot_instance(req: InstanceIdRequest, _caller: Credential) -> InstanceResponse:
+        """Reset a running instance (same disk, same network endpoint)."""
+        return InstanceResponse(instance=await service.reboot_instance(req.instance_id))
+
+    @router.operation(
+        "DescribeInstances", DescribeInstancesRequest, DescribeInstancesResponse, allow=CALLERS
+    )
+    async def describe_instances(
+        req: DescribeInstancesRequest, _caller: Credential
+    ) -> DescribeInstancesResponse:
+        """The node's instances (or those named), terminated ones with their reason."""
+        return DescribeInstancesResponse(
+            instances=await service.describe_instances(req.instance_ids)
         )
+
+    @router.operation(
+        "GetConsoleOutput", InstanceIdRequest, GetConsoleOutputResponse, allow=CALLERS
+    )
+    async def get_console_output(
+        req: InstanceIdRequest, _caller: Credential
+    ) -> GetConsoleOutputResponse:
+        """The last 64 KiB of the instance's serial console."""
+        return await service.console_output(req.instance_id)
 
     router.mount(app)
     return app

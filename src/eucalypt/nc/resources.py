@@ -10,6 +10,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class HostResources:
+    """Cores, memory (MiB) and disk (GiB) for instances."""
+
     cores: int
     memory_mib: int
     disk_gib: int

@@ -1,0 +1,78 @@
+"""The instance's network endpoint: a tap device on the host bridge the CC named.
+
+The CC owns the virtual network (bridges, VXLAN, DHCP, iptables); the NC only
+plugs each instance into it, as the paper's NC "creates a new endpoint in the
+virtual network overlay". Every command goes through the injected runner.
+
+Tap names are derived from the instance id (``tap`` + the id's hex part, or a
+hash of the id when that does not fit Linux's 15 characters), so a restarted
+NC, or a cleanup after a crash, finds the same device again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+from eucalypt.nc.api import NetworkSpec
+from eucalypt.nc.commands import CommandError, Runner
+from eucalypt.nc.errors import NetworkSetupError
+
+log = logging.getLogger("eucalypt.nc.endpoint")
+
+IFNAMSIZ = 15  # usable characters of a Linux interface name
+_PLAIN = re.compile(r"^[a-z0-9]+$")
+_MISSING = ("Cannot find device", "does not exist")
+
+
+def tap_name(instance_id: str) -> str:
+    """``tap<id without "i-">`` when that fits 15 characters, else ``tap<12 hex of sha256>``."""
+    rest = instance_id.removeprefix("i-").lower()
+    name = f"tap{rest}"
+    if len(name) <= IFNAMSIZ and _PLAIN.match(rest):
+        return name
+    return "tap" + hashlib.sha256(instance_id.encode()).hexdigest()[: IFNAMSIZ - 3]
+
+
+class Endpoints:
+    """Creates and deletes instances' tap devices."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._run = runner
+
+    async def create(self, instance_id: str, network: NetworkSpec) -> str | None:
+        """Make the endpoint ``network`` asks for; return the tap's name (None: no tap).
+
+        ``bridge`` mode: ``ip tuntap add dev <tap> mode tap`` then ``ip link set
+        <tap> master <bridge> up``. A tap left by an earlier attempt is replaced.
+        On failure the tap is deleted and :class:`NetworkSetupError` raised.
+        """
+        if network.mode != "bridge":
+            return None
+        if not network.bridge:
+            raise NetworkSetupError("bridge mode needs a bridge name")
+        tap = tap_name(instance_id)
+        await self.delete(tap)
+        try:
+            (await self._run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])).check()
+            (await self._run(["ip", "link", "set", tap, "master", network.bridge, "up"])).check()
+        except CommandError as exc:
+            await self.delete(tap)
+            raise NetworkSetupError(
+                f"cannot put tap {tap} on bridge {network.bridge}: {exc.detail}"
+            ) from exc
+        log.info(
+            "tap created", extra={"instance_id": instance_id, "tap": tap, "bridge": network.bridge}
+        )
+        return tap
+
+    async def delete(self, tap: str) -> None:
+        """``ip link del dev <tap>``; succeeds when the tap is already gone."""
+        result = await self._run(["ip", "link", "del", "dev", tap])
+        if result.ok:
+            log.info("tap deleted", extra={"tap": tap})
+            return
+        if any(m in result.stderr for m in _MISSING):
+            return
+        result.check()
