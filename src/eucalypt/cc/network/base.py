@@ -1,4 +1,4 @@
-"""What every network mode provides to the CC's launch path."""
+"""What every network mode provides to the CC: the launch path and the CLC's operations."""
 
 from __future__ import annotations
 
@@ -6,6 +6,12 @@ import hashlib
 from typing import Protocol
 
 from eucalypt.cc.api import LaunchSpec
+from eucalypt.cc.network.api import (
+    AddressMapping,
+    DescribeNetworksResponse,
+    IngressRule,
+    NetworkInfo,
+)
 from eucalypt.nc.api import NetworkSpec
 
 #: Locally administered, unicast; Eucalyptus used d0:0d for instances too.
@@ -22,9 +28,15 @@ class NetworkManager(Protocol):
     """Gives each instance its network endpoint and takes it back.
 
     ``prepare`` runs before the NC is asked to boot the instance (it may
-    allocate addresses and set up host networking); ``release`` runs after
-    the instance is terminated or its launch failed, and succeeds when there
-    is nothing to release.
+    allocate addresses and set up host networking; called again for the
+    same instance on another node, it keeps the instance's address);
+    ``release`` runs after the instance is terminated or its launch failed,
+    and succeeds when there is nothing to release. ``start`` brings the
+    CC host's network to the desired state; ``stop`` removes everything the
+    manager put on the host (links, rules, addresses, dnsmasq processes).
+
+    The group/address operations are the CLC's (see ``api.py``); modes that
+    do not isolate record groups without enforcing them.
     """
 
     mode: str
@@ -36,3 +48,23 @@ class NetworkManager(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def ensure_network(
+        self,
+        group_id: str,
+        owner_id: str = "",
+        name: str = "",
+        *,
+        vni: int | None = None,
+        subnet: str | None = None,
+    ) -> NetworkInfo: ...
+
+    async def delete_network(self, group_id: str) -> bool: ...
+
+    async def set_ingress_rules(self, group_id: str, rules: list[IngressRule]) -> NetworkInfo: ...
+
+    async def assign_address(self, instance_id: str, public_ip: str) -> AddressMapping: ...
+
+    async def unassign_address(self, public_ip: str) -> AddressMapping: ...
+
+    def describe(self, group_ids: list[str]) -> DescribeNetworksResponse: ...
