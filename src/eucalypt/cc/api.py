@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from eucalypt.cc.netapi import CcNetworkClient
 from eucalypt.nc.api import (
     BootImages,
     GetConsoleOutputResponse,
@@ -19,7 +20,6 @@ from eucalypt.nc.api import (
     NodeResources,
     VmSpec,
 )
-from eucalypt.rpc.client import RpcClient
 
 __all__ = ["InstanceState"]
 
@@ -119,8 +119,8 @@ class InstanceIdRequest(BaseModel):
     instance_id: str
 
 
-class CcClient(RpcClient):
-    """Typed client of one CC."""
+class CcClient(CcNetworkClient):
+    """Typed client of one CC (instances, resources, and the network operations)."""
 
     async def describe_resources(self, req: DescribeResourcesRequest) -> DescribeResourcesResponse:
         return await self.call("DescribeResources", req, DescribeResourcesResponse)

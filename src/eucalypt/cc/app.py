@@ -21,6 +21,7 @@ from eucalypt.cc.api import (
 from eucalypt.cc.capacity import availability
 from eucalypt.cc.cluster import Cluster
 from eucalypt.cc.network import make_network
+from eucalypt.cc.network.rpc import register as register_network_operations
 from eucalypt.cc.scheduler import make_policy
 from eucalypt.cc.service import ClusterService
 from eucalypt.config import Config
@@ -36,7 +37,7 @@ def create_app(config: Config) -> FastAPI:
     cluster = Cluster(
         {url: NcClient(url, me, region=config.region, timeout=60.0) for url in config.cc.nodes}
     )
-    network = make_network(config)
+    network = make_network(config, credential=me)
     service = ClusterService(cluster, make_policy(config.cc.scheduler), network)
 
     @contextlib.asynccontextmanager
@@ -117,5 +118,6 @@ def create_app(config: Config) -> FastAPI:
         """The instance's serial console, from its node."""
         return await service.console(req.instance_id)
 
+    register_network_operations(router, network, allow=CALLERS)
     router.mount(app)
     return app

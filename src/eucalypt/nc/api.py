@@ -118,6 +118,11 @@ class NetworkSpec(BaseModel):
     mode: Literal["bridge", "user", "none"] = "bridge"
     mac: str
     bridge: str | None = None
+    # MANAGED mode: the network's VXLAN VNI and the underlay addresses of its other
+    # ends (the CC and the other nodes); the NC creates bridge + VXLAN on first use.
+    vni: int | None = None
+    vxlan_peers: list[str] = Field(default_factory=list)
+    vxlan_port: int = 4789
     private_ip: str | None = None
     metadata_forward: str | None = None
     # user mode only: host ports forwarded to guest ports (e.g. {"2222": 22}).

@@ -11,13 +11,17 @@ NC, or a cleanup after a crash, finds the same device again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
+from collections import defaultdict
 
 from eucalypt.nc.api import NetworkSpec
 from eucalypt.nc.commands import CommandError, Runner
 from eucalypt.nc.errors import NetworkSetupError
+from eucalypt.net import runner as netrunner
+from eucalypt.net.node import NodeNetwork, ensure_node_network, release_node_network
 
 log = logging.getLogger("eucalypt.nc.endpoint")
 
@@ -35,11 +39,30 @@ def tap_name(instance_id: str) -> str:
     return "tap" + hashlib.sha256(instance_id.encode()).hexdigest()[: IFNAMSIZ - 3]
 
 
-class Endpoints:
-    """Creates and deletes instances' tap devices."""
+def node_network(network: NetworkSpec) -> NodeNetwork | None:
+    """The bridge (and, in MANAGED mode, the VXLAN) the spec's tap joins."""
+    if network.mode != "bridge" or not network.bridge:
+        return None
+    return NodeNetwork(
+        bridge=network.bridge,
+        vni=network.vni,
+        peers=tuple(network.vxlan_peers),
+        port=network.vxlan_port,
+    )
 
-    def __init__(self, runner: Runner) -> None:
+
+class Endpoints:
+    """Creates and deletes instances' tap devices, and the node's side of their network.
+
+    In MANAGED mode the first instance of a network on this node creates the
+    network's bridge and VXLAN device (``eucalypt.net.node``); the last one
+    to leave removes them. Changes to one bridge are serialised.
+    """
+
+    def __init__(self, runner: Runner, net_runner: netrunner.Runner | None = None) -> None:
         self._run = runner
+        self._net = net_runner or netrunner.CommandRunner()
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def create(self, instance_id: str, network: NetworkSpec) -> str | None:
         """Make the endpoint ``network`` asks for; return the tap's name (None: no tap).
@@ -54,18 +77,36 @@ class Endpoints:
             raise NetworkSetupError("bridge mode needs a bridge name")
         tap = tap_name(instance_id)
         await self.delete(tap)
-        try:
-            (await self._run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])).check()
-            (await self._run(["ip", "link", "set", tap, "master", network.bridge, "up"])).check()
-        except CommandError as exc:
-            await self.delete(tap)
-            raise NetworkSetupError(
-                f"cannot put tap {tap} on bridge {network.bridge}: {exc.detail}"
-            ) from exc
+        net = node_network(network)
+        async with self._locks[network.bridge]:
+            try:
+                if net is not None and net.vni is not None:
+                    await ensure_node_network(self._net, net)
+                (await self._run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])).check()
+                up = ["ip", "link", "set", tap, "master", network.bridge, "up"]
+                (await self._run(up)).check()
+            except (CommandError, netrunner.CommandError, RuntimeError) as exc:
+                await self.delete(tap)
+                raise NetworkSetupError(
+                    f"cannot put tap {tap} on bridge {network.bridge}: {exc}"
+                ) from exc
         log.info(
             "tap created", extra={"instance_id": instance_id, "tap": tap, "bridge": network.bridge}
         )
         return tap
+
+    async def release(self, network: NetworkSpec) -> None:
+        """After a tap is gone: remove the network's bridge and VXLAN if nothing uses them."""
+        net = node_network(network)
+        if net is None or net.vni is None:
+            return
+        async with self._locks[net.bridge]:
+            try:
+                await release_node_network(self._net, net)
+            except netrunner.CommandError as exc:
+                log.warning(
+                    "network release failed", extra={"bridge": net.bridge, "error": str(exc)}
+                )
 
     async def delete(self, tap: str) -> None:
         """``ip link del dev <tap>``; succeeds when the tap is already gone."""

@@ -413,6 +413,7 @@ class NodeService:
         if rec.tap:
             try:
                 await self.endpoints.delete(rec.tap)
+                await self.endpoints.release(rec.request.network)
             except Exception as exc:
                 log.exception("tap delete failed", extra={"instance_id": iid, "tap": rec.tap})
                 errors.append(f"tap {rec.tap}: {exc}")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from eucalypt.auth.credentials import Credential
-from eucalypt.cc.network.api import IngressRule
+from eucalypt.cc.netapi import IngressRule
 from eucalypt.net.links import read_links
 from eucalypt.net.runner import RecordingRunner
 from tests.cc.network.topology import build_cluster, metadata_upstream

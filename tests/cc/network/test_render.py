@@ -7,8 +7,8 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 from pydantic import ValidationError
 
+from eucalypt.cc.netapi import IngressRule
 from eucalypt.cc.network.addresses import Layout, parse_pool, pool_cidrs
-from eucalypt.cc.network.api import IngressRule
 from eucalypt.cc.network.firewall import FirewallPlan, NetView, ingress_rules, managed_iptables
 from eucalypt.net.iptables import render
 

@@ -6,7 +6,7 @@ import hashlib
 from typing import Protocol
 
 from eucalypt.cc.api import LaunchSpec
-from eucalypt.cc.network.api import (
+from eucalypt.cc.netapi import (
     AddressMapping,
     DescribeNetworksResponse,
     IngressRule,

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from eucalypt.cc.network.api import IngressRule
+from eucalypt.cc.netapi import IngressRule
 from eucalypt.net.iptables import Chain, IptablesState, Jump, Rule
 
 METADATA_IP = "169.254.169.254"

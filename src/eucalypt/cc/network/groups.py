@@ -8,7 +8,7 @@ available (only the MANAGED modes map them).
 
 from __future__ import annotations
 
-from eucalypt.cc.network.api import (
+from eucalypt.cc.netapi import (
     AddressMapping,
     DescribeNetworksResponse,
     IngressRule,

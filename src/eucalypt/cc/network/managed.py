@@ -30,14 +30,14 @@ from urllib.parse import urlparse
 
 from eucalypt.auth.credentials import Credential
 from eucalypt.cc.api import LaunchSpec
-from eucalypt.cc.network.addresses import Layout, parse_pool, pool_cidrs
-from eucalypt.cc.network.api import (
+from eucalypt.cc.netapi import (
     AddressMapping,
     DescribeNetworksResponse,
     IngressRule,
     NetworkInfo,
     NetworkInstance,
 )
+from eucalypt.cc.network.addresses import Layout, parse_pool, pool_cidrs
 from eucalypt.cc.network.base import instance_mac
 from eucalypt.cc.network.dataplane import DataPlane, Dhcp
 from eucalypt.cc.network.errors import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from eucalypt.auth.credentials import Credential
-from eucalypt.cc.network.api import (
+from eucalypt.cc.netapi import (
     AddressMapping,
     AssignAddressRequest,
     DeleteNetworkRequest,
