@@ -40,6 +40,8 @@ class ClcConfig(ServiceConfig):
     database_url: str = ""
     # How often instance state is pulled from the CCs.
     sync_seconds: float = 2.0
+    # Give every running instance a public address from its cluster's pool.
+    auto_public_ip: bool = False
 
 
 class WalrusConfig(ServiceConfig):

@@ -62,6 +62,7 @@ def create_app(config: Config) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # State catches up from the CCs (after a restart too).
         services.background(instances.sync_forever(config.clc.sync_seconds))
+        services.background(services.netsync.reconcile_forever(15.0))
         try:
             yield
         finally:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from eucalypt.cc.api import InstanceNetworkRequest, LaunchSpec, RunInstancesRequest
+from eucalypt.clc.actions.addresses import auto_assign, release_for_instances
 from eucalypt.clc.actions.images import get_launchable, split_location
 from eucalypt.clc.actions.security_groups import ensure_default_group, find_group
 from eucalypt.clc.actions.tagging import apply_tag_specifications
@@ -236,6 +237,8 @@ class InstanceService:
         admitted = [i for zone_ids in allocation.values() for i in zone_ids]
         try:
             await services.db.run(lambda s: self._insert(s, plan, rid, allocation))
+            # The instances' network must exist on their clusters before they boot.
+            await services.netsync.push_group(plan.group_ids[0], zones=list(allocation))
         except Exception:
             services.srs.rollback(admitted)
             raise
@@ -366,6 +369,8 @@ class InstanceService:
                 advance(row, state, why)
 
         await services.db.run(record)
+        ended = [i for i, (state, _) in updates.items() if state == InstanceState.TERMINATED.value]
+        await release_for_instances(services, ended)
 
     async def sync_once(self) -> None:
         """Pull every CC's view of its instances into the database."""
@@ -383,12 +388,15 @@ class InstanceService:
             for ci in reply.instances:
                 seen[ci.instance.instance_id] = ci
         now = datetime.now(UTC)
+        ended: list[str] = []
+        needs_ip: list[tuple[str, str]] = []
 
         def record(s: Session) -> None:
             live = s.scalars(
                 select(Instance).where(Instance.state != InstanceState.TERMINATED.value)
             )
             for row in live:
+                was = row.state
                 ci = seen.get(row.id)
                 if ci is None:
                     launched = row.launch_time.replace(tzinfo=row.launch_time.tzinfo or UTC)
@@ -402,6 +410,7 @@ class InstanceService:
                             InstanceState.TERMINATED.value,
                             "Server.InstanceLost: no node of the cluster reports it",
                         )
+                        ended.append(row.id)
                     continue
                 info = ci.instance
                 if info.network.private_ip and row.private_ip != info.network.private_ip:
@@ -410,8 +419,20 @@ class InstanceService:
                     row.node_url = ci.node_url
                 if info.state.value != row.state:
                     advance(row, info.state.value, info.reason)
+                if row.state != was and row.state == InstanceState.TERMINATED.value:
+                    ended.append(row.id)
+                if (
+                    services.config.clc.auto_public_ip
+                    and row.state == InstanceState.RUNNING.value
+                    and row.private_ip
+                    and not row.public_ip
+                ):
+                    needs_ip.append((row.id, row.zone))
 
         await services.db.run(record)
+        await release_for_instances(services, ended)
+        for instance_id, zone in needs_ip:
+            await auto_assign(services, instance_id, zone)
 
     async def sync_forever(self, interval: float) -> None:
         while True:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from eucalypt.clc.actions import (
+    addresses,
     images,
     instance_types,
     instances,
@@ -50,6 +51,11 @@ ACTIONS: dict[str, Handler] = {
     "RebootInstances": instances.reboot_instances,
     "GetConsoleOutput": instances.get_console_output,
     "DescribeInstanceAttribute": instances.describe_instance_attribute,
+    "AllocateAddress": addresses.allocate_address,
+    "AssociateAddress": addresses.associate_address,
+    "DisassociateAddress": addresses.disassociate_address,
+    "ReleaseAddress": addresses.release_address,
+    "DescribeAddresses": addresses.describe_addresses,
     "CreateTags": tagging.create_tags,
     "DeleteTags": tagging.delete_tags,
     "DescribeTags": tagging.describe_tags,
