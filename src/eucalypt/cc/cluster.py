@@ -2,23 +2,25 @@
 
 Nothing here is persisted: after a restart the first poll of every NC
 rebuilds it (the paper's CC keeps no state of its own). Between polls the
-CC subtracts what it has placed since the last poll started ("claims"), so
-concurrent launches never overcommit a node on a stale view.
+CC also counts what it has placed that the node does not report yet
+("claims"), so concurrent launches never overcommit a node on a stale view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 
 from eucalypt.cc.api import ClusterInstance, NodeStatus
 from eucalypt.cc.scheduler import NodeView
-from eucalypt.nc.api import InstanceInfo, NcClient, NodeResources, VmSpec
+from eucalypt.nc.api import InstanceInfo, InstanceState, NcClient, NodeResources, VmSpec
 from eucalypt.rpc.errors import RemoteError
 
 log = logging.getLogger("eucalypt.cc.cluster")
+
+#: States in which an instance holds its node's resources.
+ACTIVE = frozenset({InstanceState.PENDING, InstanceState.RUNNING, InstanceState.SHUTTING_DOWN})
 
 
 @dataclass
@@ -28,10 +30,16 @@ class Node:
     client: NcClient
     status: NodeStatus
     instances: dict[str, InstanceInfo] = field(default_factory=dict)
-    # instance id -> (VM, monotonic time placed): placements not yet seen in a poll
-    claims: dict[str, tuple[VmSpec, float]] = field(default_factory=dict)
+    # instance id -> VM: placements the node has not reported yet
+    claims: dict[str, VmSpec] = field(default_factory=dict)
 
     def view(self) -> NodeView:
+        """Free = the node's totals minus its active instances minus our unseen placements.
+
+        Computed from the instance list rather than the NC's own free figures,
+        so the two answers of one poll can never disagree about a launch that
+        landed between them.
+        """
         res = self.status.resources
         if res is None:
             free = NodeResources(
@@ -42,12 +50,17 @@ class Node:
                 disk_gib_total=0,
                 disk_gib_free=0,
             )
-        else:
-            free = res.model_copy()
-            for vm, _ in self.claims.values():
-                free.cores_free -= vm.cores
-                free.memory_mib_free -= vm.memory_mib
-                free.disk_gib_free -= vm.disk_gib
+            return NodeView(url=self.url, index=self.index, up=False, free=free)
+        used = [i.vm for i in self.instances.values() if i.state in ACTIVE]
+        used += [vm for iid, vm in self.claims.items() if iid not in self.instances]
+        free = NodeResources(
+            cores_total=res.cores_total,
+            cores_free=res.cores_total - sum(v.cores for v in used),
+            memory_mib_total=res.memory_mib_total,
+            memory_mib_free=res.memory_mib_total - sum(v.memory_mib for v in used),
+            disk_gib_total=res.disk_gib_total,
+            disk_gib_free=res.disk_gib_total - sum(v.disk_gib for v in used),
+        )
         return NodeView(url=self.url, index=self.index, up=self.status.state == "up", free=free)
 
 
@@ -64,7 +77,6 @@ class Cluster:
         self.lock = asyncio.Lock()
 
     async def _poll(self, node: Node) -> None:
-        started = time.monotonic()
         try:
             res, inst = await asyncio.gather(
                 node.client.describe_resource(), node.client.describe_instances()
@@ -80,8 +92,8 @@ class Cluster:
         node.instances = {i.instance_id: i for i in inst.instances}
         for instance_id in node.instances:
             self.placement[instance_id] = node.url
-        # Placements made before this poll began are now in the NC's own figures.
-        node.claims = {k: v for k, v in node.claims.items() if v[1] >= started}
+        # Placements the NC now reports are counted from its instance list.
+        node.claims = {k: v for k, v in node.claims.items() if k not in node.instances}
 
     async def refresh(self) -> None:
         await asyncio.gather(*(self._poll(n) for n in self.nodes.values()))
@@ -98,7 +110,7 @@ class Cluster:
         return [n.view() for n in self.nodes.values()]
 
     def claim(self, url: str, instance_id: str, vm: VmSpec) -> None:
-        self.nodes[url].claims[instance_id] = (vm, time.monotonic())
+        self.nodes[url].claims[instance_id] = vm
         self.placement[instance_id] = url
 
     def release(self, url: str, instance_id: str) -> None:

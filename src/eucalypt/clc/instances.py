@@ -207,6 +207,11 @@ def advance(row: Instance, new: str, reason: str = "") -> bool:
     return True
 
 
+def _forget_token(s: Session, reservation_id: str) -> None:
+    for row in s.scalars(select(Instance).where(Instance.reservation_id == reservation_id)):
+        row.client_token = None
+
+
 class InstanceService:
     """Launch and terminate through the SRS and the CCs; keep the database in step."""
 
@@ -248,6 +253,8 @@ class InstanceService:
         launched = [i for ok_ids in results for i in ok_ids]
         if len(launched) < plan.min_count:
             await self.terminate_ids(launched, reason="Server.InsufficientInstanceCapacity")
+            # A retry with the same ClientToken must try again, not find this failure.
+            await services.db.run(lambda s: _forget_token(s, rid))
             raise InsufficientInstanceCapacity(
                 f"Only {len(launched)} of the minimum {plan.min_count} instance(s) "
                 "could be started."

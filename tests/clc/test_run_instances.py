@@ -1,0 +1,130 @@
+"""RunInstances through the SRS, the CC and sim NCs, driven by boto3."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import botocore.exceptions
+import pytest
+
+from tests.support.stack import IMAGE_ID, Stack, sim_stack
+
+
+def wait_state(stack: Stack, ids: list[str], state: str, timeout: float = 30.0) -> dict[str, str]:
+    ec2 = stack.ec2()
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        res = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        states = {i["InstanceId"]: i["State"]["Name"] for r in res for i in r["Instances"]}
+        if all(s == state for s in states.values()):
+            return states
+        time.sleep(0.2)
+    raise AssertionError(f"instances not {state} after {timeout}s: {states}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    # 25 t1.micro fit: 25 cores, 25 x 256 MiB.
+    with sim_stack(tmp_path_factory.mktemp("stack"), cores=25, memory_mib=25 * 256) as s:
+        yield s
+
+
+def test_run_goes_pending_to_running_and_terminate(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    res = ec2.run_instances(
+        ImageId=IMAGE_ID,
+        MinCount=2,
+        MaxCount=2,
+        InstanceType="t1.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}]}],
+    )
+    ids = [i["InstanceId"] for i in res["Instances"]]
+    assert res["ReservationId"].startswith("r-") and len(ids) == 2
+    assert {i["State"]["Name"] for i in res["Instances"]} == {"pending"}
+    assert [i["AmiLaunchIndex"] for i in res["Instances"]] == [0, 1]
+    wait_state(stack, ids, "running")
+    got = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["web"]}])
+    assert sorted(i["InstanceId"] for r in got["Reservations"] for i in r["Instances"]) == sorted(
+        ids
+    )
+    status = ec2.describe_instance_status(InstanceIds=ids)["InstanceStatuses"]
+    assert {s["InstanceState"]["Name"] for s in status} == {"running"}
+    out = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
+    assert {o["PreviousState"]["Name"] for o in out} == {"running"}
+    wait_state(stack, ids, "terminated")
+    # Another account sees none of them.
+    assert stack.ec2(stack.admin).describe_instances(InstanceIds=ids)["Reservations"]
+
+
+def test_admission_never_overcommits(stack: Stack) -> None:
+    """40 concurrent RunInstances of 1 against room for 25: exactly 25 run, 15 refused."""
+    time.sleep(1.5)  # one CC poll after the earlier test's terminations
+    ec2 = stack.ec2()
+
+    def launch(_: int) -> str:
+        try:
+            r = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, InstanceType="t1.micro")
+            return r["Instances"][0]["InstanceId"]
+        except botocore.exceptions.ClientError as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(launch, range(40)))
+    started = [r for r in results if r.startswith("i-")]
+    refused = [r for r in results if not r.startswith("i-")]
+    assert len(started) == 25, results
+    assert refused == ["InsufficientInstanceCapacity"] * 15
+    wait_state(stack, started, "running")
+    # No reservation leaked: the SRS holds nothing in flight, and the zone is full.
+    zones = ec2.describe_availability_zones(ZoneNames=["verbose"])["AvailabilityZones"]
+    micro = next(z for z in zones if z["ZoneName"] == "|- t1.micro")
+    assert micro["State"].split()[0] == "0000"
+    ec2.terminate_instances(InstanceIds=started)
+    wait_state(stack, started, "terminated")
+
+
+def test_min_max_count_semantics(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    time.sleep(1.5)
+    # MaxCount beyond room: as many as fit (25), MinCount satisfied.
+    res = ec2.run_instances(ImageId=IMAGE_ID, MinCount=3, MaxCount=30, InstanceType="t1.micro")
+    ids = [i["InstanceId"] for i in res["Instances"]]
+    assert len(ids) == 25
+    # MinCount beyond room: nothing starts.
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, InstanceType="t1.micro")
+    assert err.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")
+
+
+def test_bad_requests(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    for kwargs, code in (
+        ({"ImageId": "emi-nope"}, "InvalidAMIID.NotFound"),
+        ({"ImageId": IMAGE_ID, "InstanceType": "x9.huge"}, "InvalidInstanceType"),
+        ({"ImageId": IMAGE_ID, "KeyName": "no-such-key"}, "InvalidKeyPair.NotFound"),
+        ({"ImageId": IMAGE_ID, "SecurityGroups": ["no-such-group"]}, "InvalidGroup.NotFound"),
+        (
+            {"ImageId": IMAGE_ID, "Placement": {"AvailabilityZone": "mars-1"}},
+            "InvalidParameterValue",
+        ),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ec2.run_instances(MinCount=1, MaxCount=1, **kwargs)
+        assert err.value.response["Error"]["Code"] == code, kwargs
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.terminate_instances(InstanceIds=["i-00000000000000bad"])
+    assert err.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+
+
+def test_client_token_is_idempotent(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    a = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, ClientToken="tok-1")
+    b = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, ClientToken="tok-1")
+    assert a["ReservationId"] == b["ReservationId"]
+    ids = [i["InstanceId"] for i in a["Instances"]]
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")
