@@ -19,7 +19,7 @@ from tests.support.cloud import Cloud, start_cloud, stop_cloud
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Cloud:
-    c = start_cloud(tmp_path_factory.mktemp("cloud"))
+    c = start_cloud(tmp_path_factory.mktemp("cloud"), "--no-test-image")
     yield c  # type: ignore[misc]
     stop_cloud(c)
 
@@ -158,13 +158,15 @@ def test_dry_run(cloud: Cloud) -> None:
 
 def test_new_account_key_works_and_deactivation_takes_effect(cloud: Cloud) -> None:
     cfg = str(cloud.config.config_path)
-    cloud.cli("admin", "account", "create", "carol-co", "--config", cfg)
-    out = cloud.cli(
-        "admin", "key", "list", "--account", "carol-co", "--show-secrets", "--config", cfg
-    ).stdout
-    row = next(line for line in out.splitlines() if "AKIA" in line)
-    cells = [c.strip() for c in row.strip("│ ").split("│")]
-    access, secret = cells[2], cells[3]
+    made = json.loads(
+        cloud.cli("admin", "account", "create", "carol-co", "--json", "--config", cfg).stdout
+    )
+    access, secret = made[0]["access_key"], made[0]["secret_key"]
+    listed = json.loads(
+        cloud.cli("admin", "key", "list", "--account", "carol-co", "--json", "--config", cfg).stdout
+    )
+    assert [k["access_key"] for k in listed] == [access]
+    assert "secret_key" not in listed[0]
     assert ec2(cloud, secret=secret, access=access).describe_regions()["Regions"]
     cloud.cli("admin", "key", "deactivate", access, "--config", cfg)
     with pytest.raises(botocore.exceptions.ClientError) as err:
@@ -179,11 +181,11 @@ def test_env_writes_eucarc(cloud: Cloud) -> None:
 
 
 def test_down_leaves_no_process(tmp_path: Path) -> None:
-    c = start_cloud(tmp_path / "second")
+    c = start_cloud(tmp_path / "second", "--no-test-image")
     pids = [read_pid(c.config, name) for name in (*COMPONENTS, SUPERVISOR)]
     assert all(pids)
     # up is idempotent: a second `up` finds the running cloud.
-    again = c.cli("up", "--data-dir", str(c.config.data_dir))
+    again = c.cli("up", "--data-dir", str(c.config.data_dir), "--no-test-image")
     assert "already running" in again.stdout
     stop_cloud(c)
     assert [p for p in pids if p and alive(p)] == []

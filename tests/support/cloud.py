@@ -53,10 +53,11 @@ def make_config(data_dir: Path) -> Config:
     return config
 
 
-def start_cloud(data_dir: Path) -> Cloud:
+def start_cloud(data_dir: Path, *up_args: str) -> Cloud:
+    """`eucalypt up` on a fresh data dir (free ports); ``up_args`` go to `up`."""
     config = make_config(data_dir)
     up = subprocess.run(
-        [*EUCALYPT, "up", "--data-dir", str(data_dir), "--timeout", "120"],
+        [*EUCALYPT, "up", "--data-dir", str(data_dir), "--timeout", "120", *up_args],
         capture_output=True,
         text=True,
         timeout=180,

@@ -6,6 +6,7 @@ tools) and work whether or not the services are running.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -23,6 +24,31 @@ from eucalypt.cli.common import config_option, load_config
 
 T = TypeVar("T")
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+
+
+def show_keys(keys: list[identity.KeyInfo], *, show_secret: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "account": k.account_name,
+                        "account_id": k.account_id,
+                        "user": k.user_name,
+                        "access_key": k.access_key,
+                        **({"secret_key": k.secret_key} if show_secret else {}),
+                        "active": k.active,
+                        "created": k.created_at.isoformat(),
+                    }
+                    for k in keys
+                ],
+                indent=2,
+            )
+        )
+    else:
+        Console().print(key_table(keys, show_secret=show_secret))
+
 
 def run(config_path: Path | None, fn: Callable[[Session], T]) -> T:
     config = load_config(config_path)
@@ -38,7 +64,8 @@ def run(config_path: Path | None, fn: Callable[[Session], T]) -> T:
 def key_table(keys: list[identity.KeyInfo], show_secret: bool) -> Table:
     table = Table()
     for col in ("account", "user", "access key", "secret key", "active", "created"):
-        table.add_column(col)
+        # Keys are copied by hand: never cut one short with an ellipsis.
+        table.add_column(col, overflow="fold")
     for k in keys:
         table.add_row(
             k.account_name,
@@ -63,15 +90,16 @@ def account_group() -> None:
 
 @account_group.command("create")
 @config_option
+@json_option
 @click.argument("name")
-def account_create(config_path: Path | None, name: str) -> None:
+def account_create(config_path: Path | None, as_json: bool, name: str) -> None:
     """Create account NAME with an `admin` user and an access key for it."""
 
     def work(s: Session) -> identity.KeyInfo:
         account = identity.create_account(s, name)
         return identity.create_access_key(s, identity.get_user(s, account, identity.ADMIN_USER))
 
-    Console().print(key_table([run(config_path, work)], show_secret=True))
+    show_keys([run(config_path, work)], show_secret=True, as_json=as_json)
 
 
 @account_group.command("list")
@@ -110,15 +138,16 @@ account_opt = click.option("--account", required=True, help="Account name or id.
 @user_group.command("create")
 @config_option
 @account_opt
+@json_option
 @click.argument("name")
-def user_create(config_path: Path | None, account: str, name: str) -> None:
+def user_create(config_path: Path | None, account: str, as_json: bool, name: str) -> None:
     """Create user NAME in ACCOUNT with an access key."""
 
     def work(s: Session) -> identity.KeyInfo:
         user = identity.create_user(s, identity.get_account(s, account), name)
         return identity.create_access_key(s, user)
 
-    Console().print(key_table([run(config_path, work)], show_secret=True))
+    show_keys([run(config_path, work)], show_secret=True, as_json=as_json)
 
 
 @user_group.command("list")
@@ -160,7 +189,8 @@ user_opt = click.option("--user", "user_name", default=identity.ADMIN_USER, show
 @config_option
 @account_opt
 @user_opt
-def key_create(config_path: Path | None, account: str, user_name: str) -> None:
+@json_option
+def key_create(config_path: Path | None, account: str, user_name: str, as_json: bool) -> None:
     """Create an access key for USER in ACCOUNT (the secret is shown once here)."""
 
     def work(s: Session) -> identity.KeyInfo:
@@ -168,7 +198,7 @@ def key_create(config_path: Path | None, account: str, user_name: str) -> None:
             s, identity.get_user(s, identity.get_account(s, account), user_name)
         )
 
-    Console().print(key_table([run(config_path, work)], show_secret=True))
+    show_keys([run(config_path, work)], show_secret=True, as_json=as_json)
 
 
 @key_group.command("list")
@@ -176,7 +206,10 @@ def key_create(config_path: Path | None, account: str, user_name: str) -> None:
 @account_opt
 @user_opt
 @click.option("--show-secrets", is_flag=True, help="Also print secret keys.")
-def key_list(config_path: Path | None, account: str, user_name: str, show_secrets: bool) -> None:
+@json_option
+def key_list(
+    config_path: Path | None, account: str, user_name: str, show_secrets: bool, as_json: bool
+) -> None:
     """List the access keys of USER in ACCOUNT."""
 
     def work(s: Session) -> list[identity.KeyInfo]:
@@ -184,7 +217,7 @@ def key_list(config_path: Path | None, account: str, user_name: str, show_secret
             s, identity.get_user(s, identity.get_account(s, account), user_name)
         )
 
-    Console().print(key_table(run(config_path, work), show_secret=show_secrets))
+    show_keys(run(config_path, work), show_secret=show_secrets, as_json=as_json)
 
 
 @key_group.command("deactivate")

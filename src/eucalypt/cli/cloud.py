@@ -49,7 +49,13 @@ def status_table(config: Config) -> Table:
     help="Where the cloud keeps its state (default: $EUCALYPT_DATA_DIR or ~/.eucalypt).",
 )
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for health.")
-def up_command(data_dir: Path | None, timeout: float) -> None:
+@click.option(
+    "--test-image/--no-test-image",
+    default=True,
+    show_default=True,
+    help="Build and register the tiny test guest image so instances can be launched at once.",
+)
+def up_command(data_dir: Path | None, timeout: float, test_image: bool) -> None:
     """Initialise if needed, start all four services, wait until healthy."""
     console = Console()
     result = initialise((data_dir or default_data_dir()).resolve())
@@ -76,6 +82,13 @@ def up_command(data_dir: Path | None, timeout: float) -> None:
         raise click.ClickException(
             f"not healthy after {timeout:.0f}s: {', '.join(down)}; "
             f"see {config.logs_dir}/<component>.log"
+        )
+    if test_image:
+        from eucalypt.cli.images import install_test_image
+
+        reg = install_test_image(config, console)
+        console.print(
+            f"test image: {reg.image_id} (kernel {reg.kernel_id}, ramdisk {reg.ramdisk_id})"
         )
     env_hint = f'eval "$(eucalypt env --config {config.config_path})"'
     console.print(f"\nready. Next: {env_hint} && aws ec2 describe-availability-zones")

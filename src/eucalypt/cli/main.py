@@ -14,6 +14,7 @@ from eucalypt.cli.cloud import (
     up_command,
 )
 from eucalypt.cli.env import env_command
+from eucalypt.cli.images import image_group
 from eucalypt.cli.init import init_command
 
 
@@ -35,6 +36,7 @@ for command in (
     serve_command,
     supervise_command,
     admin_group,
+    image_group,
 ):
     cli.add_command(command)
 
