@@ -116,6 +116,13 @@ class CcConfig(ServiceConfig):
     static_subnet: str = ""
     static_router: str = ""
     static_interface: str = ""
+    # Single host (eucalypt.net.local): with network_netns set, create that namespace
+    # and a veth from the host (local_uplink_interface) to public_interface inside it
+    # ("" = eupub0), addressed from local_uplink_net ("" = 169.254.123.0/30), and
+    # route public_ips from the host into it.
+    local_uplink: bool = False
+    local_uplink_interface: str = ""
+    local_uplink_net: str = ""
 
 
 class NcConfig(ServiceConfig):
@@ -128,6 +135,10 @@ class NcConfig(ServiceConfig):
     reserve_memory_mib: int = 256
     # qemu driver: "auto" probes whether KVM really runs a guest, else "kvm" or "tcg".
     qemu_accel: str = "auto"
+    # Network namespace of the instances' taps, bridges and VXLAN devices (bridge
+    # mode), and of the QEMUs using them ("" = the host's own). The NC's HTTP
+    # server stays in the host's namespace.
+    netns: str = ""
     # sim driver: seconds a simulated boot takes, and the node it pretends to be
     # (0 = this host's cores / memory / disk).
     sim_boot_seconds: float = 1.0

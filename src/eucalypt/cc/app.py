@@ -26,12 +26,18 @@ from eucalypt.cc.scheduler import make_policy
 from eucalypt.cc.service import ClusterService
 from eucalypt.config import Config
 from eucalypt.nc.api import GetConsoleOutputResponse, NcClient
+from eucalypt.net.local import INSIDE_END, ensure_local_dataplane, uplink_from_config
+from eucalypt.net.runner import CommandRunner
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
 
 CALLERS = {"clc", "admin"}
 
 
 def create_app(config: Config) -> FastAPI:
+    if config.cc.local_uplink and not config.cc.public_interface:
+        # The single-host data plane: public addresses sit on the veth's inside end.
+        config = config.model_copy(deep=True)
+        config.cc.public_interface = INSIDE_END
     keys = ComponentKeys.load(config.keys_dir)
     me = keys.credential("cc")
     cluster = Cluster(
@@ -42,6 +48,8 @@ def create_app(config: Config) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if config.cc.local_uplink:  # needs cc.network_netns (ValueError otherwise)
+            await ensure_local_dataplane(CommandRunner(), uplink_from_config(config))
         await network.start()
         await cluster.refresh()
         poller = asyncio.create_task(cluster.poll_forever(config.cc.poll_seconds))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from eucalypt.clc.app import open_database
 from eucalypt.clc.certs import CloudCA
 from eucalypt.clc.identity import KeyInfo, bootstrap
 from eucalypt.config import Config, default_data_dir
+from eucalypt.net.local import local_network_defaults
 from eucalypt.rpc.keys import ComponentKeys
 
 
@@ -27,6 +29,11 @@ def initialise(data_dir: Path) -> InitResult:
     created = not path.exists()
     config = Config.load(path) if not created else Config(data_dir=data_dir)
     if created:
+        if os.geteuid() == 0:
+            # A one-host cloud: the whole data plane in a namespace of its own (MANAGED
+            # networking, public addresses reachable from this host through a veth).
+            local_network_defaults(config)
+            config.clc.auto_public_ip = True
         config.save()
     for d in (config.logs_dir, config.run_dir):
         d.mkdir(parents=True, exist_ok=True)

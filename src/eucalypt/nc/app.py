@@ -4,7 +4,9 @@
 and registers the NC's operations; every one accepts only the CC's key and
 cloud administrators. At startup the service reconciles its instance
 directories with the hypervisor; at shutdown running domains are left
-running (a restarted NC adopts them).
+running (a restarted NC adopts them). With ``nc.netns`` the NC makes sure
+that namespace exists before it reconciles (its taps and their QEMUs live
+there); the NC's own server stays in the host's namespace.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from eucalypt.nc.commands import Runner, run_command
 from eucalypt.nc.endpoint import Endpoints
 from eucalypt.nc.hypervisors import Hypervisor, make_driver
 from eucalypt.nc.service import NodeParts, NodeService, NodeSettings
+from eucalypt.net.local import ensure_netns
+from eucalypt.net.runner import CommandRunner
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
 
 #: Who may call the NC: the CC, and cloud administrators.
@@ -61,11 +65,18 @@ def create_app(
     node_name = f"{socket.gethostname()}:{config.nc.port}"
     service = NodeService(
         NodeSettings.from_config(config, node_name),
-        NodeParts(driver=hypervisor, cache=cache, endpoints=Endpoints(run), runner=run),
+        NodeParts(
+            driver=hypervisor,
+            cache=cache,
+            endpoints=Endpoints(run, netns=config.nc.netns or None),
+            runner=run,
+        ),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if config.nc.netns and runner is None:
+            await ensure_netns(CommandRunner(), config.nc.netns)
         await service.start()
         try:
             yield

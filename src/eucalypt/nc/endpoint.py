@@ -4,6 +4,10 @@ The CC owns the virtual network (bridges, VXLAN, DHCP, iptables); the NC only
 plugs each instance into it, as the paper's NC "creates a new endpoint in the
 virtual network overlay". Every command goes through the injected runner.
 
+With ``netns`` (``nc.netns``) every tap, bridge and VXLAN device is made
+inside that network namespace (``ip -n <netns> ...``), where the QEMUs that
+use the taps run too; the NC itself stays in the host's namespace.
+
 Tap names are derived from the instance id (``tap`` + the id's hex part, or a
 hash of the id when that does not fit Linux's 15 characters), so a restarted
 NC, or a cleanup after a crash, finds the same device again.
@@ -28,6 +32,7 @@ log = logging.getLogger("eucalypt.nc.endpoint")
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 _PLAIN = re.compile(r"^[a-z0-9]+$")
 _MISSING = ("Cannot find device", "does not exist")
+_NO_NETNS = "Cannot open network namespace"  # with "No such file": its taps are gone too
 
 
 def tap_name(instance_id: str) -> str:
@@ -59,10 +64,21 @@ class Endpoints:
     to leave removes them. Changes to one bridge are serialised.
     """
 
-    def __init__(self, runner: Runner, net_runner: netrunner.Runner | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        net_runner: netrunner.Runner | None = None,
+        *,
+        netns: str | None = None,
+    ) -> None:
         self._run = runner
         self._net = net_runner or netrunner.CommandRunner()
+        self.netns = netns or None
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def _ip(self, *args: str) -> list[str]:
+        """``ip ARGS``, in the endpoints' namespace when there is one."""
+        return ["ip", "-n", self.netns, *args] if self.netns else ["ip", *args]
 
     async def create(self, instance_id: str, network: NetworkSpec) -> str | None:
         """Make the endpoint ``network`` asks for; return the tap's name (None: no tap).
@@ -81,9 +97,9 @@ class Endpoints:
         async with self._locks[network.bridge]:
             try:
                 if net is not None and net.vni is not None:
-                    await ensure_node_network(self._net, net)
-                (await self._run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])).check()
-                up = ["ip", "link", "set", tap, "master", network.bridge, "up"]
+                    await ensure_node_network(self._net, net, self.netns)
+                (await self._run(self._ip("tuntap", "add", "dev", tap, "mode", "tap"))).check()
+                up = self._ip("link", "set", tap, "master", network.bridge, "up")
                 (await self._run(up)).check()
             except (CommandError, netrunner.CommandError, RuntimeError) as exc:
                 await self.delete(tap)
@@ -102,7 +118,7 @@ class Endpoints:
             return
         async with self._locks[net.bridge]:
             try:
-                await release_node_network(self._net, net)
+                await release_node_network(self._net, net, self.netns)
             except netrunner.CommandError as exc:
                 log.warning(
                     "network release failed", extra={"bridge": net.bridge, "error": str(exc)}
@@ -110,10 +126,12 @@ class Endpoints:
 
     async def delete(self, tap: str) -> None:
         """``ip link del dev <tap>``; succeeds when the tap is already gone."""
-        result = await self._run(["ip", "link", "del", "dev", tap])
+        result = await self._run(self._ip("link", "del", "dev", tap))
         if result.ok:
             log.info("tap deleted", extra={"tap": tap})
             return
         if any(m in result.stderr for m in _MISSING):
+            return
+        if _NO_NETNS in result.stderr and "No such file" in result.stderr:
             return
         result.check()

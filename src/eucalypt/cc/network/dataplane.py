@@ -11,6 +11,7 @@ nothing of ours behind.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from eucalypt.cc.network.metadata import Lookup, MetadataProxy
 from eucalypt.config import Config
 from eucalypt.net import state as host_state
 from eucalypt.net.dnsmasq import DhcpHost, DhcpRange, Dnsmasq
+from eucalypt.net.local import runtime_state_dir
 from eucalypt.net.runner import CommandRunner, Runner
 from eucalypt.net.state import HostState
 
@@ -60,7 +62,13 @@ class DataPlane:
             credential=credential,
             region=config.region,
         )
-        state_dir = Path(cc.network_state_dir or config.data_dir / "cc" / "net")
+        # dnsmasq drops to nobody: as root its files go under /run, which it can read.
+        default = (
+            runtime_state_dir(config.data_dir)
+            if os.geteuid() == 0
+            else config.data_dir / "cc" / "net"
+        )
+        state_dir = Path(cc.network_state_dir or default)
         return cls(runner or CommandRunner(), netns, state_dir, proxy)
 
     def _dnsmasq(self, iface: str) -> Dnsmasq:

@@ -12,6 +12,12 @@ QEMU calls ``setsid()`` when it daemonizes, so domains outlive the NC; a
 restarted NC finds them again from ``qemu.pid``, checking that the process
 really is QEMU running that instance (PIDs get reused).
 
+With ``netns`` (``nc.netns``) a domain whose NIC is a tap runs inside that
+network namespace, where the NC made its tap: the command is prefixed with
+``ip netns exec <netns>``, which execs QEMU in the same process, so the pid
+file still names QEMU itself (``/proc/<pid>/cmdline`` is QEMU's). User-mode
+and NIC-less domains run in the NC's own namespace.
+
 The accelerator is KVM only when a KVM guest really boots here: ``/dev/kvm``
 opening is not enough (see DESIGN.md, facts). With ``accel="auto"`` the
 first paravirtual launch probes it with the instance's own kernel
@@ -122,7 +128,12 @@ class QemuDriver:
     simulated = False
 
     def __init__(
-        self, *, accel: str = "auto", probe_dir: Path, qemu_binary: str | None = None
+        self,
+        *,
+        accel: str = "auto",
+        probe_dir: Path,
+        qemu_binary: str | None = None,
+        netns: str | None = None,
     ) -> None:
         if accel not in ACCELS:
             raise ValueError(f"qemu accel must be one of {ACCELS}, not {accel!r}")
@@ -131,12 +142,17 @@ class QemuDriver:
         self._accel_lock = asyncio.Lock()
         self._probe_dir = probe_dir
         self._qemu_binary = qemu_binary
+        self.netns = netns or None
         # qemu.qmp logs a QEMU that quits under it as an error; ours quit on purpose.
         logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
     @classmethod
     def from_config(cls, config: Config) -> QemuDriver:
-        return cls(accel=config.nc.qemu_accel, probe_dir=Path(config.nc.cache_dir))
+        return cls(
+            accel=config.nc.qemu_accel,
+            probe_dir=Path(config.nc.cache_dir),
+            netns=config.nc.netns or None,
+        )
 
     # ------------------------------------------------------------------ accel
     async def accel_for(self, spec: DomainSpec) -> str:
@@ -163,7 +179,10 @@ class QemuDriver:
 
     # ------------------------------------------------------------------ command
     def command(self, spec: DomainSpec, accel: str) -> list[str]:
-        """The QEMU argv for ``spec`` (run with the instance's directory as cwd)."""
+        """The QEMU argv for ``spec`` (run with the instance's directory as cwd).
+
+        A tap NIC with a ``netns`` prefixes ``ip netns exec <netns>`` (see the module).
+        """
         workdir = spec.workdir
         console = spec.console_log or workdir / CONSOLE_LOG
         iid = spec.instance_id
@@ -192,6 +211,8 @@ class QemuDriver:
             if spec.ramdisk is not None:
                 argv += ["-initrd", str(spec.ramdisk)]
         argv += self._nic_args(spec.nic)
+        if self.netns and spec.nic.kind == "tap":
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         return argv
 
     @staticmethod
