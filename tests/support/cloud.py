@@ -55,12 +55,17 @@ def make_config(data_dir: Path) -> Config:
 
 def start_cloud(data_dir: Path, *up_args: str) -> Cloud:
     """`eucalypt up` on a fresh data dir (free ports); ``up_args`` go to `up`."""
-    config = make_config(data_dir)
+    return start_cloud_with(make_config(data_dir), *up_args)
+
+
+def start_cloud_with(config: Config, *up_args: str) -> Cloud:
+    """`eucalypt up` on ``config`` (already saved in its data dir)."""
+    data_dir = config.data_dir
     up = subprocess.run(
         [*EUCALYPT, "up", "--data-dir", str(data_dir), "--timeout", "120", *up_args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=900,  # a first `up` builds the test image (downloads Debian packages)
     )
     if up.returncode != 0:
         logs = "\n".join(
