@@ -1,0 +1,246 @@
+"""The byte store: where object bodies live, behind a small interface.
+
+Walrus keeps *metadata* in SQL and *bytes* in a :class:`BlobStore`. A blob is
+immutable once committed and is named by an opaque id the store picks (a
+random UUID for :class:`FilesystemStore`), never by anything a user chose, so
+no object key can reach outside the data directory.
+
+Write protocol (crash safety): bytes go to a temporary file in the store's
+own ``tmp/`` directory (same filesystem), are fsynced, then renamed to their
+final name and the directory is fsynced. Only then does the caller commit the
+metadata that points at the blob, and only after that commit does it delete
+the blob it replaced. A crash therefore leaves at worst an unreferenced temp
+file (removed by :meth:`BlobStore.sweep_temp` at startup) or an unreferenced
+committed blob (removed by the orphan sweep in ``services/janitor.py``).
+
+All methods are synchronous and may block on disk: call them from a worker
+thread. Researchers can swap the backend by implementing the two protocols
+below and passing the store to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+COPY_CHUNK = 1 << 20
+WRITEBACK_STEP = 8 << 20
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range() -> Any:
+    """libc's sync_file_range (Linux), or None: starts writeback without waiting for it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class BlobReader(Protocol):
+    """An open, immutable blob. Reads stay valid even if the blob is deleted meanwhile."""
+
+    size: int
+
+    def read_at(self, offset: int, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class BlobWriter(Protocol):
+    """A blob being written. Exactly one of :meth:`commit` and :meth:`abort` ends it."""
+
+    blob_id: str
+    size: int
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def copy_from(self, reader: BlobReader, offset: int, length: int) -> None:
+        """Append ``length`` bytes of ``reader`` from ``offset`` (no hashing)."""
+        ...
+
+    def commit(self) -> str:
+        """Make the bytes durable under :attr:`blob_id` and return it."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def create(self) -> BlobWriter: ...
+
+    def open(self, blob_id: str) -> BlobReader:
+        """Open a committed blob; ``FileNotFoundError`` when it is gone."""
+        ...
+
+    def delete(self, blob_id: str) -> None:
+        """Remove a blob; a blob that is already gone is not an error."""
+        ...
+
+    def sweep_temp(self) -> int:
+        """Remove temporary files left by a crash; return how many. Call before serving."""
+        ...
+
+    def list_blobs(self, older_than: float) -> Iterator[str]:
+        """Ids of committed blobs last modified before ``older_than`` (epoch seconds)."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileReader:
+    """A blob file opened for positional reads (``os.pread``: no shared offset)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self.size = os.fstat(self.fd).st_size
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class FileWriter:
+    """Writes a temp file in ``tmp/``; :meth:`commit` fsyncs and renames it into place."""
+
+    def __init__(self, store: FilesystemStore) -> None:
+        self._store = store
+        self.blob_id = uuid.uuid4().hex
+        self.size = 0
+        self._flushed = 0
+        self._tmp = store.tmp_dir / f"{self.blob_id}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self._tmp, flags, 0o600)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self.size += n
+        if self.size - self._flushed >= WRITEBACK_STEP:
+            # Start writing back what we have, so the final fsync has little left to do.
+            _start_writeback(self._fd, self._flushed, self.size - self._flushed)
+            self._flushed = self.size
+
+    def copy_from(self, reader: BlobReader, offset: int, length: int) -> None:
+        src = getattr(reader, "fd", None)
+        if isinstance(src, int) and hasattr(os, "copy_file_range"):
+            done = 0
+            try:
+                while done < length:
+                    n = os.copy_file_range(src, self._fd, length - done, offset + done)
+                    if n == 0:
+                        raise OSError(errno.EIO, "blob shorter than expected")
+                    done += n
+                self.size += done
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                # Filesystem cannot copy in-kernel: fall through from where we are.
+                self.size += done
+                offset, length = offset + done, length - done
+        while length > 0:
+            chunk = reader.read_at(offset, min(COPY_CHUNK, length))
+            if not chunk:
+                raise OSError(errno.EIO, "blob shorter than expected")
+            self.write(chunk)
+            offset += len(chunk)
+            length -= len(chunk)
+
+    def commit(self) -> str:
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        final = self._store.path_of(self.blob_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self._tmp, final)
+        _fsync_dir(final.parent)
+        return self.blob_id
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+class FilesystemStore:
+    """Blobs as files under ``root/blobs/ab/cd/<uuid>``; temp files under ``root/tmp``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.blob_dir = self.root / "blobs"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, blob_id: str) -> Path:
+        # Ids are ours (hex UUIDs); refuse anything else so a corrupt row
+        # can never name a path outside the store.
+        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return self.blob_dir / blob_id[:2] / blob_id[2:4] / blob_id
+
+    def create(self) -> FileWriter:
+        return FileWriter(self)
+
+    def open(self, blob_id: str) -> FileReader:
+        return FileReader(self.path_of(blob_id))
+
+    def delete(self, blob_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(blob_id).unlink()
+
+    def sweep_temp(self) -> int:
+        count = 0
+        for entry in os.scandir(self.tmp_dir):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                count += 1
+        return count
+
+    def list_blobs(self, older_than: float) -> Iterator[str]:
+        for top in sorted(os.scandir(self.blob_dir), key=lambda e: e.name):
+            if not top.is_dir():
+                continue
+            for mid in os.scandir(top.path):
+                if not mid.is_dir():
+                    continue
+                for entry in os.scandir(mid.path):
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.stat().st_mtime < older_than:
+                            yield entry.name
+
+    def count_temp(self) -> int:
+        return sum(1 for _ in os.scandir(self.tmp_dir))

@@ -1,0 +1,79 @@
+"""The filesystem blob store: atomic commit, names it picks itself, sweeping, copying."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from eucalypt.walrus.storage import FilesystemStore
+
+
+def test_commit_is_atomic_and_named_by_the_store(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    writer = store.create()
+    writer.write(b"hello ")
+    writer.write(memoryview(b"world"))
+    # Until commit the bytes live only in tmp/.
+    assert list((tmp_path / "tmp").iterdir()) and not list((tmp_path / "blobs").rglob("*.*"))
+    blob_id = writer.commit()
+    assert store.count_temp() == 0
+    path = store.path_of(blob_id)
+    assert path.read_bytes() == b"hello world"
+    assert path.resolve().is_relative_to(tmp_path.resolve())
+    reader = store.open(blob_id)
+    assert reader.size == 11 and reader.read_at(6, 5) == b"world"
+    # A reader keeps working after the blob is deleted (the overwrite case).
+    store.delete(blob_id)
+    store.delete(blob_id)  # idempotent
+    assert reader.read_at(0, 5) == b"hello"
+    reader.close()
+    with pytest.raises(FileNotFoundError):
+        store.open(blob_id)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "a" * 31, "g" * 32,
+                                 "../" + "a" * 29, "A" * 32, "a" * 31 + "\x00"])
+def test_only_store_made_ids_name_files(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError):
+        FilesystemStore(tmp_path).path_of(bad)
+
+
+def test_abort_and_sweep(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    w = store.create()
+    w.write(b"partial")
+    w.abort()
+    assert store.count_temp() == 0
+    store.create().write(b"left by a crash")
+    (tmp_path / "tmp" / "stray.tmp").write_bytes(b"x")
+    assert store.sweep_temp() == 2 and store.count_temp() == 0
+
+
+def test_copy_from_ranges(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    src = store.create()
+    data = os.urandom(3 << 20)
+    src.write(data)
+    src_id = src.commit()
+    reader = store.open(src_id)
+    dst = store.create()
+    dst.copy_from(reader, 1000, 2 << 20)
+    dst.write(b"tail")
+    dst_id = dst.commit()
+    reader.close()
+    assert store.path_of(dst_id).read_bytes() == data[1000:1000 + (2 << 20)] + b"tail"
+
+
+def test_list_blobs_by_age(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    w = store.create()
+    w.write(b"x")
+    old_id = w.commit()
+    os.utime(store.path_of(old_id), (1_000_000, 1_000_000))
+    w = store.create()
+    w.write(b"y")
+    new_id = w.commit()
+    assert list(store.list_blobs(older_than=2_000_000)) == [old_id]
+    assert new_id not in list(store.list_blobs(older_than=2_000_000))
