@@ -187,9 +187,22 @@ def parse_s3_header(value: str) -> tuple[str, str]:
 
 
 def _resource_candidates(req: HttpRequest, bucket: str | None) -> list[str]:
-    first = s3_canonical_resource(req.path, req.raw_query, bucket)
-    second = s3_canonical_resource(req.path, req.raw_query, bucket, bare_empty=True)
-    return [first] if first == second else [first, second]
+    """The canonical resources a client may have signed for this request.
+
+    botocore signs a path-style bucket request as ``/bucket/`` while sending
+    ``/bucket`` (S3 accepts both), so a bare one-segment path is tried with
+    the slash too.
+    """
+    paths = [req.path]
+    if bucket is None and req.path.count("/") == 1 and len(req.path) > 1:
+        paths.append(req.path + "/")
+    out: list[str] = []
+    for path in paths:
+        for bare in (False, True):
+            resource = s3_canonical_resource(path, req.raw_query, bucket, bare_empty=bare)
+            if resource not in out:
+                out.append(resource)
+    return out
 
 
 async def verify_s3_v2(

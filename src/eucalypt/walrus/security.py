@@ -217,12 +217,6 @@ def http_request(req: S3Request) -> HttpRequest:
     return HttpRequest.create(req.method, req.raw_path, req.raw_query, req.headers, None)
 
 
-def _v2_bucket_request(req: S3Request) -> bool:
-    v2 = req.headers.get("authorization", "").startswith("AWS ") or "AWSAccessKeyId" in req.query
-    return v2 and req.host_bucket is None and req.target == "bucket" and \
-        not req.raw_path.endswith("/")
-
-
 async def authenticate_request(req: S3Request, store: CredentialStore) -> Principal:
     """Verify the request's signature (if any); set ``req.principal`` and payload info."""
     http_req = http_request(req)
@@ -230,17 +224,8 @@ async def authenticate_request(req: S3Request, store: CredentialStore) -> Princi
         req.principal = ANONYMOUS
         return ANONYMOUS
     try:
-        try:
-            result = await authenticate(http_req, store, s3_bucket_from_host=req.host_bucket,
-                                        services=("s3",))
-        except AuthError as exc:
-            # botocore's SigV2 signs a path-style bucket request as "/bucket/" while
-            # sending "/bucket" (S3 accepts both): try that resource too.
-            if exc.reason != AuthFailure.BAD_SIGNATURE or not _v2_bucket_request(req):
-                raise
-            http_req.path = req.raw_path + "/"
-            result = await authenticate(http_req, store, s3_bucket_from_host=req.host_bucket,
-                                        services=("s3",))
+        result = await authenticate(http_req, store, s3_bucket_from_host=req.host_bucket,
+                                    services=("s3",))
     except AuthError as exc:
         raise s3_error_for(exc, req) from exc
     cred = result.credential
