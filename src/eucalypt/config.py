@@ -109,7 +109,8 @@ class CcConfig(ServiceConfig):
     cluster_count: int = 1
     # Instance metadata: the CC's proxy port and the CLC metadata service behind it.
     metadata_port: int = 8779
-    metadata_upstream: str = "http://127.0.0.1:8773"
+    # Empty: the CLC of this configuration (clc.url).
+    metadata_upstream: str = ""
     # STATIC mode: MAC -> IP pairs, their subnet and router, and the CC's
     # interface on the instances' LAN ("" = bridge) where DHCP is served.
     static_pairs: dict[str, str] = Field(default_factory=dict)

@@ -19,18 +19,20 @@ from eucalypt.cc.api import (
     RunInstancesResponse,
 )
 from eucalypt.cc.capacity import availability
-from eucalypt.cc.cluster import Cluster
-from eucalypt.cc.network import make_network
+from eucalypt.cc.cluster import ACTIVE, Cluster
+from eucalypt.cc.network import FoundEndpoint, make_network
 from eucalypt.cc.network.rpc import register as register_network_operations
 from eucalypt.cc.scheduler import make_policy
 from eucalypt.cc.service import ClusterService
 from eucalypt.config import Config
-from eucalypt.nc.api import GetConsoleOutputResponse, NcClient
+from eucalypt.nc.api import GetConsoleOutputResponse, InstanceInfo, NcClient
 from eucalypt.net.local import INSIDE_END, ensure_local_dataplane, uplink_from_config
 from eucalypt.net.runner import CommandRunner
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
 
 CALLERS = {"clc", "admin"}
+#: How long a starting CC waits for its nodes' first answers before it sets up the network.
+START_POLL_SECONDS = 10.0
 
 
 def create_app(config: Config) -> FastAPI:
@@ -40,18 +42,32 @@ def create_app(config: Config) -> FastAPI:
         config.cc.public_interface = INSIDE_END
     keys = ComponentKeys.load(config.keys_dir)
     me = keys.credential("cc")
-    cluster = Cluster(
-        {url: NcClient(url, me, region=config.region, timeout=60.0) for url in config.cc.nodes}
-    )
     network = make_network(config, credential=me)
+
+    async def adopt(node_url: str, instances: list[InstanceInfo]) -> None:
+        """The network state is soft: take back the endpoints of the node's instances."""
+        await network.adopt(
+            [
+                FoundEndpoint(i.instance_id, node_url, i.network, i.owner_id)
+                for i in instances
+                if i.state in ACTIVE
+            ]
+        )
+
+    cluster = Cluster(
+        {url: NcClient(url, me, region=config.region, timeout=60.0) for url in config.cc.nodes},
+        on_first_contact=adopt,
+    )
     service = ClusterService(cluster, make_policy(config.cc.scheduler), network)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if config.cc.local_uplink:  # needs cc.network_netns (ValueError otherwise)
             await ensure_local_dataplane(CommandRunner(), uplink_from_config(config))
+        # The nodes first: the first sync of the network then keeps their instances'
+        # endpoints (a node that answers later has its instances adopted then).
+        await cluster.refresh(timeout=START_POLL_SECONDS)
         await network.start()
-        await cluster.refresh()
         poller = asyncio.create_task(cluster.poll_forever(config.cc.poll_seconds))
         try:
             yield

@@ -4,12 +4,16 @@ Nothing here is persisted: after a restart the first poll of every NC
 rebuilds it (the paper's CC keeps no state of its own). Between polls the
 CC also counts what it has placed that the node does not report yet
 ("claims"), so concurrent launches never overcommit a node on a stale view.
+
+A node's first answer after the CC starts is handed to ``on_first_contact``
+(the CC's network manager adopts the endpoints of its instances from it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from eucalypt.cc.api import ClusterInstance, NodeStatus
@@ -21,6 +25,9 @@ log = logging.getLogger("eucalypt.cc.cluster")
 
 #: States in which an instance holds its node's resources.
 ACTIVE = frozenset({InstanceState.PENDING, InstanceState.RUNNING, InstanceState.SHUTTING_DOWN})
+
+#: ``await on_first_contact(node_url, instances)``: a node's instances, first time it answers.
+FirstContact = Callable[[str, list[InstanceInfo]], Awaitable[None]]
 
 
 @dataclass
@@ -67,7 +74,9 @@ class Node:
 class Cluster:
     """Nodes in configured order, polled for resources and instances."""
 
-    def __init__(self, clients: dict[str, NcClient]) -> None:
+    def __init__(
+        self, clients: dict[str, NcClient], on_first_contact: FirstContact | None = None
+    ) -> None:
         self.nodes: dict[str, Node] = {
             url: Node(url=url, index=i, client=c, status=NodeStatus(url=url, state="unknown"))
             for i, (url, c) in enumerate(clients.items())
@@ -75,6 +84,9 @@ class Cluster:
         # Which node each known instance is on.
         self.placement: dict[str, str] = {}
         self.lock = asyncio.Lock()
+        self.on_first_contact = on_first_contact
+        # Nodes that have answered since the CC started (and been handed to on_first_contact).
+        self.contacted: set[str] = set()
 
     async def _poll(self, node: Node) -> None:
         try:
@@ -94,9 +106,30 @@ class Cluster:
             self.placement[instance_id] = node.url
         # Placements the NC now reports are counted from its instance list.
         node.claims = {k: v for k, v in node.claims.items() if k not in node.instances}
+        if node.url not in self.contacted:
+            self.contacted.add(node.url)
+            try:
+                if self.on_first_contact is not None:
+                    await self.on_first_contact(node.url, list(inst.instances))
+            except asyncio.CancelledError:
+                self.contacted.discard(node.url)
+                raise
+            except Exception:
+                self.contacted.discard(node.url)  # tried again at the next poll
+                log.exception("first contact failed", extra={"node_url": node.url})
 
-    async def refresh(self) -> None:
-        await asyncio.gather(*(self._poll(n) for n in self.nodes.values()))
+    async def refresh(self, timeout: float | None = None) -> None:
+        """Poll every node; with ``timeout``, stop waiting for the slow ones (they
+        stay as they were, and the next refresh asks them again)."""
+        polls = asyncio.gather(*(self._poll(n) for n in self.nodes.values()))
+        if timeout is None:
+            await polls
+            return
+        try:
+            await asyncio.wait_for(polls, timeout)
+        except TimeoutError:
+            quiet = [n.url for n in self.nodes.values() if n.url not in self.contacted]
+            log.warning("nodes not heard from", extra={"nodes": quiet})
 
     async def poll_forever(self, interval: float) -> None:
         while True:

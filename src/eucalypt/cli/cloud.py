@@ -94,10 +94,32 @@ def up_command(data_dir: Path | None, timeout: float, test_image: bool) -> None:
     console.print(f"\nready. Next: {env_hint} && aws ec2 describe-availability-zones")
 
 
+def stop_instances(config: Config) -> int:
+    """Stop the VMs of this node (their QEMU pid files); how many were running."""
+    stopped = 0
+    instances = Path(config.nc.instances_dir)
+    for pid_path in sorted(instances.glob("*/qemu.pid")):
+        instance_id = pid_path.parent.name
+        try:
+            pid = int(pid_path.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if instance_id.encode() in cmdline:
+            stop_pid(pid, grace=10.0)
+            stopped += 1
+    return stopped
+
+
 @click.command("down")
 @config_option
-def down_command(config_path: Path | None) -> None:
-    """Stop all services started by `eucalypt up` (by PID)."""
+@click.option(
+    "--keep-instances",
+    is_flag=True,
+    help="Leave running VMs alone (the NC adopts them at the next `up`).",
+)
+def down_command(config_path: Path | None, keep_instances: bool) -> None:
+    """Stop all services started by `eucalypt up` (by PID), and their VMs."""
     config = load_config(config_path)
     pid = read_pid(config, SUPERVISOR)
     if pid is not None:
@@ -107,7 +129,10 @@ def down_command(config_path: Path | None) -> None:
         child = read_pid(config, c)
         if child is not None:
             stop_pid(child)
-    click.echo("stopped" if pid else "was not running")
+    vms = 0 if keep_instances else stop_instances(config)
+    click.echo(
+        ("stopped" if pid else "was not running") + (f"; stopped {vms} VM(s)" if vms else "")
+    )
 
 
 @click.command("status")

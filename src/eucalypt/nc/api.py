@@ -124,6 +124,9 @@ class NetworkSpec(BaseModel):
     vxlan_peers: list[str] = Field(default_factory=list)
     vxlan_port: int = 4789
     private_ip: str | None = None
+    # The CC's name for the network (the security group's id in the MANAGED modes):
+    # the NC only stores it, so a restarted CC can put the instance back in its group.
+    network_id: str | None = None
     metadata_forward: str | None = None
     # user mode only: host ports forwarded to guest ports (e.g. {"2222": 22}).
     host_forwards: dict[int, int] = Field(default_factory=dict)

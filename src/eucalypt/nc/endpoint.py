@@ -11,21 +11,34 @@ use the taps run too; the NC itself stays in the host's namespace.
 Tap names are derived from the instance id (``tap`` + the id's hex part, or a
 hash of the id when that does not fit Linux's 15 characters), so a restarted
 NC, or a cleanup after a crash, finds the same device again.
+
+A running instance's tap outlives its bridge: when a CC on the same host
+stops, its bridges go and their taps are left without a master; when it
+starts again it makes the bridges anew, empty. :meth:`Endpoints.reattach`
+(the NC's monitor, every round) puts such taps back: one ``ip -j link show``
+when nothing is amiss.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 
 from eucalypt.nc.api import NetworkSpec
 from eucalypt.nc.commands import CommandError, Runner
 from eucalypt.nc.errors import NetworkSetupError
 from eucalypt.net import runner as netrunner
-from eucalypt.net.node import NodeNetwork, ensure_node_network, release_node_network
+from eucalypt.net.node import (
+    NodeNetwork,
+    ensure_node_network,
+    release_node_network,
+    vxlan_name,
+)
 
 log = logging.getLogger("eucalypt.nc.endpoint")
 
@@ -110,6 +123,55 @@ class Endpoints:
             "tap created", extra={"instance_id": instance_id, "tap": tap, "bridge": network.bridge}
         )
         return tap
+
+    async def reattach(self, taps: Mapping[str, NetworkSpec]) -> list[str]:
+        """Put each running instance's tap (name -> its spec) back on its bridge.
+
+        A tap is fixed when it is not on its bridge or is down: when the bridge
+        is missing or down or (MANAGED) its VXLAN port is gone, the node network
+        is made again first (``ensure_node_network``); then ``ip link set <tap>
+        master <bridge> up``. Returns the taps fixed; a missing tap or a failure is
+        logged (its instance needs a restart, or the next round tries again).
+        """
+        wanted = {t: n for t, n in taps.items() if n.mode == "bridge" and n.bridge}
+        if not wanted:
+            return []
+        listing = await self._run(self._ip("-j", "link", "show"))
+        if not listing.ok:
+            log.warning("cannot list links", extra={"error": listing.stderr.strip()})
+            return []
+        links = {link["ifname"]: link for link in json.loads(listing.stdout or "[]")}
+
+        def up(name: str) -> bool:
+            return name in links and "UP" in links[name].get("flags", [])
+
+        fixed: list[str] = []
+        for tap, network in sorted(wanted.items()):
+            bridge = network.bridge or ""
+            if tap not in links:
+                log.warning("tap missing", extra={"tap": tap, "bridge": bridge})
+                continue
+            vx = vxlan_name(network.vni) if network.vni is not None else None
+            # Only a missing or broken network is made again (a CC on this host owns it too).
+            net_ok = up(bridge) and (vx is None or links.get(vx, {}).get("master") == bridge)
+            if net_ok and links[tap].get("master") == bridge and up(tap):
+                continue
+            async with self._locks[bridge]:
+                try:
+                    net = node_network(network)
+                    if not net_ok and net is not None and net.vni is not None:
+                        await ensure_node_network(self._net, net, self.netns)
+                    up_cmd = self._ip("link", "set", tap, "master", bridge, "up")
+                    (await self._run(up_cmd)).check()
+                except (CommandError, netrunner.CommandError, RuntimeError) as exc:
+                    log.warning(
+                        "cannot put tap back on its bridge",
+                        extra={"tap": tap, "bridge": bridge, "error": str(exc)},
+                    )
+                    continue
+            log.info("tap put back on its bridge", extra={"tap": tap, "bridge": bridge})
+            fixed.append(tap)
+        return fixed
 
     async def release(self, network: NetworkSpec) -> None:
         """After a tap is gone: remove the network's bridge and VXLAN if nothing uses them."""

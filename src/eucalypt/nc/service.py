@@ -10,8 +10,9 @@ deletes the tap and the instance's files, and answers ``terminated``.
 
 Instances stopped outside the NC's control are noticed (on DescribeInstances
 and by a periodic monitor), torn down, and reported ``terminated`` with a
-reason. At start the NC reconciles its records with the hypervisor
-(:mod:`eucalypt.nc.reconcile`).
+reason. The monitor also puts running instances' taps back on their bridges
+when a (restarted) CC made those bridges anew. At start the NC reconciles
+its records with the hypervisor (:mod:`eucalypt.nc.reconcile`).
 """
 
 from __future__ import annotations
@@ -490,6 +491,22 @@ class NodeService:
                 self._prune()
             except Exception:
                 log.exception("instance monitor failed")
+            try:
+                await self._reattach()
+            except Exception:
+                log.exception("tap check failed")
+
+    async def _reattach(self) -> list[str]:
+        """Running instances' taps back on their bridges (see ``Endpoints.reattach``)."""
+        taps = {
+            inst.record.tap: inst.record.request.network
+            for inst in self._instances.values()
+            if inst.state == InstanceState.RUNNING
+            and inst.record.tap
+            and inst.task is None
+            and not inst.lock.locked()
+        }
+        return await self.endpoints.reattach(taps) if taps else []
 
     def _prune(self) -> None:
         cutoff = time.monotonic() - self.settings.retention_seconds

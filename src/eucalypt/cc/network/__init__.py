@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eucalypt.auth.credentials import Credential
-from eucalypt.cc.network.base import NetworkManager, instance_mac
+from eucalypt.cc.network.base import FoundEndpoint, NetworkManager, instance_mac
 from eucalypt.cc.network.managed import ManagedNetwork
 from eucalypt.cc.network.static import StaticNetwork
 from eucalypt.cc.network.system import SystemNetwork
@@ -42,4 +42,4 @@ def make_network(
     return factory(config, runner, credential)
 
 
-__all__ = ["MODES", "NetworkManager", "instance_mac", "make_network"]
+__all__ = ["MODES", "FoundEndpoint", "NetworkManager", "instance_mac", "make_network"]

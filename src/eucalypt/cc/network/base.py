@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Protocol
 
 from eucalypt.cc.api import LaunchSpec
@@ -24,6 +25,16 @@ def instance_mac(instance_id: str) -> str:
     return MAC_PREFIX + "".join(f":{b:02x}" for b in digest)
 
 
+@dataclass(frozen=True)
+class FoundEndpoint:
+    """An active instance's endpoint as its NC reports it (for a restarted CC to adopt)."""
+
+    instance_id: str
+    node_url: str
+    spec: NetworkSpec
+    owner_id: str = ""
+
+
 class NetworkManager(Protocol):
     """Gives each instance its network endpoint and takes it back.
 
@@ -35,6 +46,12 @@ class NetworkManager(Protocol):
     CC host's network to the desired state; ``stop`` removes everything the
     manager put on the host (links, rules, addresses, dnsmasq processes).
 
+    The manager's state is soft. ``adopt`` takes back the endpoints of
+    instances the NCs report (each NC's first answer after the CC starts):
+    called before ``start``, it only books them, so the first sync renders
+    them with everything else; called later, it also applies the change.
+    Endpoints the manager already has are left as they are.
+
     The group/address operations are the CLC's (see ``api.py``); modes that
     do not isolate record groups without enforcing them.
     """
@@ -44,6 +61,8 @@ class NetworkManager(Protocol):
     async def prepare(self, spec: LaunchSpec, node_url: str) -> NetworkSpec: ...
 
     async def release(self, instance_id: str) -> None: ...
+
+    async def adopt(self, found: list[FoundEndpoint]) -> None: ...
 
     async def start(self) -> None: ...
 

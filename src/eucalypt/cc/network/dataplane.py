@@ -56,7 +56,7 @@ class DataPlane:
         netns = cc.network_netns or None
         proxy = MetadataProxy(
             lookup,
-            cc.metadata_upstream,
+            cc.metadata_upstream or config.clc.url,
             cc.metadata_port,
             netns=netns,
             credential=credential,

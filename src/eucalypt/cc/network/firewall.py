@@ -47,6 +47,9 @@ class NetView:
     subnet: IPv4Network
     bridge: str
     rules: tuple[IngressRule, ...] = ()
+    # The group chain's rules exactly as found on the host (a restarted CC keeps
+    # them until the CLC pushes the group's rules again); None: render ``rules``.
+    kept: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,22 @@ class FirewallPlan:
     metadata_port: int
     public_interface: str | None = None
     anti_spoof: bool = True
+
+
+def group_chain(index: int) -> str:
+    """The filter chain of network ``index``'s ingress rules."""
+    return f"{PREFIX}GROUP-{index}"
+
+
+def dnat_target(line: str) -> tuple[IPv4Address, IPv4Address] | None:
+    """(public, private) of a DNAT rule as ``managed_iptables`` renders it, else None."""
+    parts = line.split()
+    if parts[:1] != ["-d"] or parts[2:5] != ["-j", "DNAT", "--to-destination"] or len(parts) != 6:
+        return None
+    try:
+        return IPv4Network(parts[1]).network_address, IPv4Address(parts[5])
+    except ValueError:
+        return None
 
 
 def _ports(rule: IngressRule) -> str | None:
@@ -123,7 +142,7 @@ def _forward(plan: FirewallPlan) -> list[str]:
     if plan.anti_spoof:
         rules += [Rule("DROP", src=f"!{n.subnet}", in_=n.bridge).render() for n in nets]
     rules += [Rule("ACCEPT", src=str(n.subnet), dst=str(n.subnet)).render() for n in nets]
-    rules += [Rule(f"EUCA-GROUP-{n.index}", dst=str(n.subnet)).render() for n in nets]
+    rules += [Rule(group_chain(n.index), dst=str(n.subnet)).render() for n in nets]
     rules.append(Rule("DROP", dst=str(plan.private_range)).render())
     rules.append(Rule("ACCEPT", src=str(plan.private_range)).render())
     return rules
@@ -153,7 +172,11 @@ def managed_iptables(plan: FirewallPlan) -> IptablesState:
         Chain("nat", "EUCA-POSTROUTING", tuple(_postrouting(plan))),
     ]
     chains += [
-        Chain("filter", f"EUCA-GROUP-{n.index}", tuple(ingress_rules(n.rules, plan.group_subnets)))
+        Chain(
+            "filter",
+            group_chain(n.index),
+            n.kept if n.kept is not None else tuple(ingress_rules(n.rules, plan.group_subnets)),
+        )
         for n in sorted(plan.networks, key=lambda n: n.index)
     ]
     return IptablesState(prefix=PREFIX, chains=tuple(chains), jumps=JUMPS)

@@ -17,11 +17,25 @@ that reconfigures its own address can reach other subnets on the same LAN).
 State is soft: networks, rules and addresses are what the CLC pushed,
 endpoints are the instances placed since the CC started. The host is always
 rendered from that state and applied as a whole.
+
+After a restart the CC adopts the endpoints its NCs report (``adopt``, before
+``start``): each goes back into its group's network (the NetworkSpec names the
+group; the subnet follows from the address, the VNI from the spec), created
+on adoption if the CLC has not pushed it yet. Such a network is *unconfirmed*
+until the CLC sends its rules again: ``DescribeNetworks`` leaves it out (so
+the CLC's reconciliation re-pushes it) and it is never deleted meanwhile.
+When the previous CC did not tear down (it was killed), ``start`` also keeps
+what the host still has for the adopted endpoints: their groups' ingress
+chains, verbatim, until the CLC's rules replace them, and their public
+addresses, provisionally (not shown, so the CLC assigns them again; dropped
+after ``adoption_grace`` seconds if it does not). The first sync is then a
+no-op: running instances keep their network through a CC restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -38,7 +52,7 @@ from eucalypt.cc.netapi import (
     NetworkInstance,
 )
 from eucalypt.cc.network.addresses import Layout, parse_pool, pool_cidrs
-from eucalypt.cc.network.base import instance_mac
+from eucalypt.cc.network.base import FoundEndpoint, instance_mac
 from eucalypt.cc.network.dataplane import DataPlane, Dhcp
 from eucalypt.cc.network.errors import (
     AddressInUse,
@@ -49,9 +63,17 @@ from eucalypt.cc.network.errors import (
     NoFreeAddress,
     NoFreeNetwork,
 )
-from eucalypt.cc.network.firewall import FirewallPlan, NetView, managed_iptables
+from eucalypt.cc.network.firewall import (
+    PREFIX,
+    FirewallPlan,
+    NetView,
+    dnat_target,
+    group_chain,
+    managed_iptables,
+)
 from eucalypt.config import Config
 from eucalypt.nc.api import NetworkSpec
+from eucalypt.net import iptables
 from eucalypt.net.dnsmasq import DhcpHost, DhcpRange
 from eucalypt.net.links import Bridge, HostAddresses, Vxlan
 from eucalypt.net.node import (
@@ -68,6 +90,16 @@ from eucalypt.rpc.errors import InvalidRequest
 log = logging.getLogger("eucalypt.cc.network")
 
 VXLAN_MTU = 1450  # 1500 minus VXLAN's 50 bytes: handed to instances by DHCP
+#: How long public addresses found on the host after a restart wait for the CLC.
+ADOPTION_GRACE_SECONDS = 60.0
+#: Group id of a network adopted from an endpoint whose spec does not name its group
+#: (launched by an older CC): ``adopted:net<index>``, renamed when the CLC's
+#: EnsureNetwork names the same subnet or (MANAGED) VNI.
+PLACEHOLDER = "adopted:"
+
+
+class _NotAdopted(Exception):
+    pass
 
 
 @dataclass
@@ -79,6 +111,10 @@ class Network:
     vni: int
     subnet: IPv4Network
     rules: tuple[IngressRule, ...] = ()
+    # False for a network adopted from its instances until the CLC pushes its rules.
+    confirmed: bool = True
+    # The ingress chain as the host had it at adoption, used until then.
+    kept: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -89,6 +125,8 @@ class Endpoint:
     ip: IPv4Address
     node_url: str
     public_ip: IPv4Address | None = None
+    # The public address was found on the host after a restart, not assigned by the CLC.
+    provisional: bool = False
 
 
 @dataclass
@@ -116,6 +154,7 @@ class ManagedNetwork:
         novlan: bool = False,
         runner: Runner | None = None,
         credential: Credential | None = None,
+        adoption_grace: float = ADOPTION_GRACE_SECONDS,
     ) -> None:
         cc = config.cc
         self.mode = "MANAGED-NOVLAN" if novlan else "MANAGED"
@@ -127,6 +166,9 @@ class ManagedNetwork:
         self.pool = parse_pool(cc.public_ips)
         self.book = _Book()
         self.lock = asyncio.Lock()
+        self.started = False
+        self.adoption_grace = adoption_grace
+        self._expiry: asyncio.Task[None] | None = None
         self.plane = DataPlane.from_config(
             config, self.instance_for_ip, runner=runner, credential=credential
         )
@@ -167,8 +209,8 @@ class ManagedNetwork:
     # -- the launch path -------------------------------------------------------------
     def _spec(self, ep: Endpoint) -> NetworkSpec:
         node = self.node_network(ep.instance_id)
-        # Validated from a dict: vni/vxlan_peers/vxlan_port are NetworkSpec fields
-        # the NC reads (ignored by a NetworkSpec that does not have them yet).
+        # Validated from a dict: vni/vxlan_peers/vxlan_port/network_id are NetworkSpec
+        # fields the NC reads or keeps (ignored by a NetworkSpec without them).
         return NetworkSpec.model_validate(
             {
                 "mode": "bridge",
@@ -178,6 +220,7 @@ class ManagedNetwork:
                 "vni": node.vni,
                 "vxlan_peers": list(node.peers),
                 "vxlan_port": node.port,
+                "network_id": ep.group_id,
             }
         )
 
@@ -225,6 +268,75 @@ class ManagedNetwork:
             if self.book.endpoints.pop(instance_id, None) is not None:
                 await self._sync()
 
+    async def adopt(self, found: list[FoundEndpoint]) -> None:
+        """Book the endpoints of instances an NC reports; apply them once started."""
+        async with self.lock:
+            added = 0
+            for f in found:
+                if f.instance_id in self.book.endpoints:
+                    continue
+                try:
+                    self._adopt(f)
+                except (_NotAdopted, ValueError) as exc:
+                    log.warning(
+                        "endpoint not adopted",
+                        extra={
+                            "instance_id": f.instance_id,
+                            "node_url": f.node_url,
+                            "private_ip": f.spec.private_ip,
+                            "error": str(exc),
+                        },
+                    )
+                    continue
+                added += 1
+            if added:
+                log.info("endpoints adopted", extra={"count": added, "started": self.started})
+            if added and self.started:
+                await self._sync()
+
+    def _adopt(self, f: FoundEndpoint) -> None:
+        spec = f.spec
+        if spec.mode != "bridge" or not spec.private_ip:
+            raise _NotAdopted("the endpoint has no private address on a bridge")
+        ip = IPv4Address(spec.private_ip)
+        subnet = IPv4Network((ip, self.layout.subnet_prefix), strict=False)
+        index = self.layout.index_of(subnet)
+        if ip not in self.layout.host_slice(subnet):
+            raise _NotAdopted(f"{ip} is not an instance address of this cluster")
+        vni = self.cc.vni_base + index if self.novlan else spec.vni
+        if vni is None:
+            raise _NotAdopted("the endpoint has no VNI")
+        bridge = bridge_name(self.cc.vni_base if self.novlan else vni)
+        if spec.bridge != bridge:
+            raise _NotAdopted(f"bridge {spec.bridge} is not this network's ({bridge})")
+        group = spec.network_id or f"{PLACEHOLDER}net{index}"
+        net = self.book.networks.get(group)
+        if net is None:
+            other = next(
+                (
+                    n
+                    for n in self.book.networks.values()
+                    if n.index == index or (not self.novlan and n.vni == vni)
+                ),
+                None,
+            )
+            if other is not None:
+                raise _NotAdopted(f"its subnet or VNI belongs to network {other.group_id}")
+            net = Network(group, f.owner_id, group, index, vni, subnet, confirmed=False)
+            self.book.networks[group] = net
+        elif net.subnet != subnet or (not self.novlan and net.vni != vni):
+            raise _NotAdopted(f"network {group} is {net.subnet} (VNI {net.vni}) here")
+        holder = next((e for e in self.book.members(group) if e.ip == ip), None)
+        if holder is not None:
+            raise _NotAdopted(f"{ip} belongs to {holder.instance_id}")
+        self.book.endpoints[f.instance_id] = Endpoint(
+            instance_id=f.instance_id,
+            group_id=group,
+            mac=spec.mac,
+            ip=ip,
+            node_url=f.node_url,
+        )
+
     def instance_for_ip(self, ip: str) -> str | None:
         for ep in self.book.endpoints.values():
             if str(ep.ip) == ip:
@@ -241,8 +353,14 @@ class ManagedNetwork:
             if index in taken:
                 raise InvalidRequest(f"subnet {subnet} belongs to another network")
         else:
+            # The CLC re-sends a group's VNI without its subnet (after a restart, or to
+            # another cluster): subnet vni - vni_base, as first allocated, if free.
+            preferred = vni - self.cc.vni_base if vni is not None and not self.novlan else -1
             free = (i for i in range(self.layout.subnet_count) if i not in taken)
-            index = next(free, -1)
+            if 0 <= preferred < self.layout.subnet_count and preferred not in taken:
+                index = preferred
+            else:
+                index = next(free, -1)
             if index < 0:
                 raise NoFreeNetwork()
         vni = vni or self.cc.vni_base + index
@@ -263,10 +381,11 @@ class ManagedNetwork:
     ) -> NetworkInfo:
         """Create the group's network, or update its owner/name (idempotent)."""
         async with self.lock:
-            net = self.book.networks.get(group_id)
+            net = self.book.networks.get(group_id) or self._claim_placeholder(group_id, vni, subnet)
+            # MANAGED-NOVLAN: every network is on vni_base, whatever the CLC says.
             moved = net is not None and (
                 (subnet is not None and IPv4Network(subnet) != net.subnet)
-                or (vni is not None and vni != net.vni)
+                or (vni is not None and not self.novlan and vni != net.vni)
             )
             if net is not None and moved:
                 if self.book.members(group_id):
@@ -279,6 +398,29 @@ class ManagedNetwork:
                 net.owner_id, net.name = owner_id or net.owner_id, name or net.name
             await self._sync()
             return self._info(net)
+
+    def _claim_placeholder(
+        self, group_id: str, vni: int | None, subnet: str | None
+    ) -> Network | None:
+        """An adopted network without a group id that is this group's: renamed to it."""
+        for net in list(self.book.networks.values()):
+            if not net.group_id.startswith(PLACEHOLDER):
+                continue
+            if subnet is not None:
+                same = IPv4Network(subnet) == net.subnet
+            else:
+                same = vni is not None and not self.novlan and vni == net.vni
+            if not same:
+                continue
+            old = net.group_id
+            del self.book.networks[old]
+            net.group_id = net.name = group_id
+            self.book.networks[group_id] = net
+            for ep in self.book.members(old):
+                ep.group_id = group_id
+            log.info("adopted network named", extra={"group_id": group_id, "was": old})
+            return net
+        return None
 
     async def delete_network(self, group_id: str) -> bool:
         async with self.lock:
@@ -296,6 +438,8 @@ class ManagedNetwork:
             if net is None:
                 raise NetworkNotFound()
             net.rules = tuple(rules)
+            net.kept = None
+            net.confirmed = True
             await self._sync()
             return self._info(net)
 
@@ -309,8 +453,10 @@ class ManagedNetwork:
                 raise EndpointNotFound()
             holder = next((e for e in self.book.endpoints.values() if e.public_ip == pub), None)
             if holder is not None and holder is not ep:
-                raise AddressInUse(f"{public_ip} is assigned to {holder.instance_id}")
-            ep.public_ip = pub
+                if not holder.provisional:
+                    raise AddressInUse(f"{public_ip} is assigned to {holder.instance_id}")
+                holder.public_ip, holder.provisional = None, False  # the CLC knows better
+            ep.public_ip, ep.provisional = pub, False
             await self._sync()
             return AddressMapping(
                 public_ip=public_ip, instance_id=instance_id, private_ip=str(ep.ip)
@@ -322,7 +468,7 @@ class ManagedNetwork:
             holder = next((e for e in self.book.endpoints.values() if e.public_ip == pub), None)
             if holder is None:
                 return AddressMapping(public_ip=public_ip)
-            holder.public_ip = None
+            holder.public_ip, holder.provisional = None, False
             await self._sync()
             return AddressMapping(
                 public_ip=public_ip, instance_id=holder.instance_id, private_ip=str(holder.ip)
@@ -343,7 +489,7 @@ class ManagedNetwork:
                     instance_id=e.instance_id,
                     mac=e.mac,
                     private_ip=str(e.ip),
-                    public_ip=str(e.public_ip) if e.public_ip else None,
+                    public_ip=str(e.public_ip) if e.public_ip and not e.provisional else None,
                     node_url=e.node_url,
                 )
                 for e in sorted(self.book.members(net.group_id), key=lambda e: e.ip)
@@ -351,8 +497,16 @@ class ManagedNetwork:
         )
 
     def describe(self, group_ids: list[str]) -> DescribeNetworksResponse:
-        nets = [n for n in self.book.networks.values() if not group_ids or n.group_id in group_ids]
-        mapped = {e.public_ip: e for e in self.book.endpoints.values() if e.public_ip}
+        """What the CLC has pushed and the CC enforces: networks adopted after a restart
+        and public addresses kept from the host are left out until the CLC confirms them
+        (so its reconciliation pushes them again)."""
+        nets = [
+            n
+            for n in self.book.networks.values()
+            if n.confirmed and (not group_ids or n.group_id in group_ids)
+        ]
+        eps = self.book.endpoints.values()
+        mapped = {e.public_ip: e for e in eps if e.public_ip and not e.provisional}
         return DescribeNetworksResponse(
             mode=self.mode,
             networks=[self._info(n) for n in sorted(nets, key=lambda n: n.index)],
@@ -405,7 +559,8 @@ class ManagedNetwork:
         plan = FirewallPlan(
             private_range=self.layout.private_range,
             networks=tuple(
-                NetView(n.index, n.subnet, bridge_name(self._vni(n)), n.rules) for n in active
+                NetView(n.index, n.subnet, bridge_name(self._vni(n)), n.rules, n.kept)
+                for n in active
             ),
             group_subnets={g: n.subnet for g, n in self.book.networks.items()},
             nat=tuple(sorted(nat)),
@@ -439,12 +594,64 @@ class ManagedNetwork:
         state, dhcp = self.desired()
         await self.plane.sync(state, dhcp)
 
+    async def _keep_host_state(self) -> None:
+        """Keep what a killed CC left on the host for the adopted endpoints (see above)."""
+        tables = await iptables.read(self.plane.runner, PREFIX, self.plane.netns)
+        filters = tables["filter"].chains if "filter" in tables else {}
+        for net in self.book.networks.values():
+            chain = filters.get(group_chain(net.index))
+            if not net.confirmed and chain is not None:
+                net.kept = tuple(chain)
+        nat = tables["nat"].chains if "nat" in tables else {}
+        by_ip = {e.ip: e for e in self.book.endpoints.values()}
+        for line in nat.get(f"{PREFIX}OUTPUT", []):
+            found = dnat_target(line)
+            if found is None:
+                continue
+            pub, priv = found
+            ep = by_ip.get(priv)
+            taken = any(e.public_ip == pub for e in self.book.endpoints.values())
+            if ep is not None and ep.public_ip is None and pub in self.pool and not taken:
+                ep.public_ip, ep.provisional = pub, True
+        kept = [n.group_id for n in self.book.networks.values() if n.kept is not None]
+        public = [str(e.public_ip) for e in self.book.endpoints.values() if e.provisional]
+        if kept or public:
+            log.info("host state kept", extra={"groups": kept, "public_ips": public})
+
+    async def _expire_provisional(self) -> None:
+        await asyncio.sleep(self.adoption_grace)
+        async with self.lock:
+            stale = [e for e in self.book.endpoints.values() if e.provisional]
+            for ep in stale:
+                log.warning(
+                    "public address not confirmed by the CLC: removed",
+                    extra={"instance_id": ep.instance_id, "public_ip": str(ep.public_ip)},
+                )
+                ep.public_ip, ep.provisional = None, False
+            if stale:
+                try:
+                    await self._sync()
+                except Exception:
+                    log.exception("network sync failed")
+
     async def start(self) -> None:
+        """Bring the host to the desired state: adopted endpoints (``adopt``) included."""
         await self.plane.start()
         async with self.lock:
+            if self.book.endpoints:
+                await self._keep_host_state()
             await self._sync()
+            self.started = True
+            if any(e.provisional for e in self.book.endpoints.values()):
+                self._expiry = asyncio.create_task(self._expire_provisional())
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+            self._expiry = None
         async with self.lock:
+            self.started = False
             state, _ = self.desired()
             await self.plane.stop(state)

@@ -12,10 +12,12 @@ enforced (the paper's STATIC mode has no isolation).
 from __future__ import annotations
 
 import asyncio
+import logging
 from ipaddress import IPv4Address, IPv4Network
 
 from eucalypt.auth.credentials import Credential
 from eucalypt.cc.api import LaunchSpec
+from eucalypt.cc.network.base import FoundEndpoint
 from eucalypt.cc.network.dataplane import DataPlane, Dhcp
 from eucalypt.cc.network.errors import NoFreeAddress
 from eucalypt.cc.network.firewall import metadata_iptables
@@ -25,6 +27,8 @@ from eucalypt.nc.api import NetworkSpec
 from eucalypt.net.dnsmasq import DhcpHost, DhcpRange
 from eucalypt.net.runner import Runner
 from eucalypt.net.state import HostState
+
+log = logging.getLogger("eucalypt.cc.network")
 
 
 class StaticNetwork(GroupBook):
@@ -55,6 +59,7 @@ class StaticNetwork(GroupBook):
         self.metadata_port = cc.metadata_port
         self.assigned: dict[str, tuple[str, IPv4Address]] = {}
         self.lock = asyncio.Lock()
+        self.started = False
         self.plane = DataPlane.from_config(
             config, self.instance_for_ip, runner=runner, credential=credential
         )
@@ -86,11 +91,43 @@ class StaticNetwork(GroupBook):
                     del self.assigned[spec.instance_id]
                     raise
             mac, ip = pair
-            return NetworkSpec(mode="bridge", mac=mac, bridge=self.bridge, private_ip=str(ip))
+            return NetworkSpec(
+                mode="bridge",
+                mac=mac,
+                bridge=self.bridge,
+                private_ip=str(ip),
+                network_id=spec.network.network or None,
+            )
 
     async def release(self, instance_id: str) -> None:
         async with self.lock:
             if self.assigned.pop(instance_id, None) is not None:
+                await self._sync()
+
+    async def adopt(self, found: list[FoundEndpoint]) -> None:
+        """Take back the pairs of running instances (a restarted CC keeps their leases)."""
+        async with self.lock:
+            added = False
+            for f in found:
+                if f.instance_id in self.assigned:
+                    continue
+                mac, ip = f.spec.mac.lower(), f.spec.private_ip
+                pair = next((p for p in self.pairs if p[0] == mac and str(p[1]) == ip), None)
+                holder = next((i for i, p in self.assigned.items() if p == pair), None)
+                if pair is None or holder is not None:
+                    log.warning(
+                        "endpoint not adopted",
+                        extra={
+                            "instance_id": f.instance_id,
+                            "mac": f.spec.mac,
+                            "private_ip": ip,
+                            "error": f"held by {holder}" if holder else "not a configured pair",
+                        },
+                    )
+                    continue
+                self.assigned[f.instance_id] = pair
+                added = True
+            if added and self.started:
                 await self._sync()
 
     def desired(self) -> tuple[HostState, dict[str, Dhcp]]:
@@ -109,7 +146,9 @@ class StaticNetwork(GroupBook):
         await self.plane.start()
         async with self.lock:
             await self._sync()
+            self.started = True
 
     async def stop(self) -> None:
         async with self.lock:
+            self.started = False
             await self.plane.stop(self.desired()[0])

@@ -9,7 +9,7 @@ SYSTEM mode has no isolation). The metadata service is the site's to route
 from __future__ import annotations
 
 from eucalypt.cc.api import LaunchSpec
-from eucalypt.cc.network.base import instance_mac
+from eucalypt.cc.network.base import FoundEndpoint, instance_mac
 from eucalypt.cc.network.groups import GroupBook
 from eucalypt.config import Config
 from eucalypt.nc.api import NetworkSpec
@@ -27,10 +27,14 @@ class SystemNetwork(GroupBook):
             mode="bridge",
             mac=spec.network.mac or instance_mac(spec.instance_id),
             bridge=self.bridge,
+            network_id=spec.network.network or None,
         )
 
     async def release(self, instance_id: str) -> None:
         return None
+
+    async def adopt(self, found: list[FoundEndpoint]) -> None:
+        return None  # nothing of the instances' is kept here
 
     async def start(self) -> None:
         return None
