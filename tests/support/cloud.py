@@ -40,14 +40,21 @@ class Cloud:
         )
 
 
-def make_config(data_dir: Path) -> Config:
+def make_config(data_dir: Path, *, hypervisor: str = "qemu") -> Config:
     nc_port = free_port()
     config = Config(
         data_dir=data_dir,
-        clc=ClcConfig(port=free_port()),
+        clc=ClcConfig(port=free_port(), sync_seconds=0.5),
         walrus=WalrusConfig(port=free_port()),
         cc=CcConfig(port=free_port(), nodes=[f"http://127.0.0.1:{nc_port}"], poll_seconds=1.0),
-        nc=NcConfig(port=nc_port),
+        nc=NcConfig(
+            port=nc_port,
+            hypervisor=hypervisor,
+            sim_boot_seconds=0.3,
+            sim_cores=8,
+            sim_memory_mib=8192,
+            sim_disk_gib=100,
+        ),
     )
     config.save()
     return config
