@@ -115,3 +115,38 @@ def test_register_image_from_walrus_then_survive_clc_kill(cloud: Cloud, tmp_path
     wait("caught up from the CC", lambda: states(ec2, ids)[ids[0]] == "terminated")
     ec2.terminate_instances(InstanceIds=ids[1:])
     wait("terminated", lambda: set(states(ec2, ids).values()) == {"terminated"})
+
+
+def test_cloud_admin_may_call_the_nc_directly_and_users_may_not(cloud: Cloud) -> None:
+    from eucalypt.auth.credentials import Credential
+    from eucalypt.nc.api import NcClient
+    from eucalypt.rpc import RemoteError
+
+    admin = Credential(
+        access_key=cloud.env["AWS_ACCESS_KEY_ID"], secret_key=cloud.env["AWS_SECRET_ACCESS_KEY"]
+    )
+
+    async def describe(cred: Credential) -> int:
+        nc = NcClient(cloud.config.nc.url, cred, region=cloud.config.region)
+        try:
+            return (await nc.describe_resource()).resources.cores_total
+        finally:
+            await nc.aclose()
+
+    assert asyncio.run(describe(admin)) == 8  # the sim node's cores
+    made = cloud.cli(
+        "admin",
+        "account",
+        "create",
+        "plain-user",
+        "--json",
+        "--config",
+        str(cloud.config.config_path),
+    ).stdout
+    import json
+
+    key = json.loads(made)[0]
+    user = Credential(access_key=key["access_key"], secret_key=key["secret_key"])
+    with pytest.raises(RemoteError) as err:
+        asyncio.run(describe(user))
+    assert err.value.code == "AccessDenied"

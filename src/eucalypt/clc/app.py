@@ -83,7 +83,7 @@ def create_app(config: Config) -> FastAPI:
         "LookupAccessKey",
         LookupAccessKeyRequest,
         LookupAccessKeyResponse,
-        allow={"walrus", "admin"},
+        allow={"walrus", "nc", "cc", "admin"},
     )
     async def lookup_access_key(
         req: LookupAccessKeyRequest, _caller: Credential

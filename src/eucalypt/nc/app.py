@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from eucalypt.auth.credentials import Credential, CredentialStore
+from eucalypt.auth.credentials import ChainCredentialStore, Credential, CredentialStore
 from eucalypt.config import Config
 from eucalypt.nc.api import (
     DescribeInstancesRequest,
@@ -83,7 +83,14 @@ def create_app(
         finally:
             await service.close()
 
-    app = rpc_app("nc", credentials or keys.store(["cc", "clc"]))
+    if credentials is None:
+        from eucalypt.clc.api import ClcIdentityStore
+
+        # The CC (and CLC) by their component keys; cloud administrators by theirs.
+        credentials = ChainCredentialStore(
+            keys.store(["cc", "clc"]), ClcIdentityStore(config, component="nc")
+        )
+    app = rpc_app("nc", credentials)
     app.router.lifespan_context = lifespan
     app.state.service = service
     router = RpcRouter()
