@@ -22,7 +22,7 @@ from eucalypt.clc.app import create_app as create_clc
 from eucalypt.clc.app import open_database
 from eucalypt.clc.models import Image
 from eucalypt.cli.init import initialise
-from eucalypt.config import CcConfig, ClcConfig, Config, NcConfig, VmType
+from eucalypt.config import CcConfig, ClcConfig, ClusterRef, Config, NcConfig, VmType
 from eucalypt.nc.app import create_app as create_nc
 from tests.support.servers import free_port, serve_in_thread
 
@@ -57,18 +57,24 @@ def sim_stack(
     disk_gib: int = 100,
     boot_seconds: float = 0.2,
     scheduler: str = "firstfit",
+    clusters: int = 1,
 ) -> Iterator[Stack]:
-    """CLC + one CC + ``nodes`` sim NCs, each with the given resources."""
-    nc_ports = [free_port() for _ in range(nodes)]
+    """CLC + ``clusters`` CCs (zones zone-1, zone-2, ...), each with ``nodes`` sim NCs."""
+    ccs = [
+        CcConfig(
+            name=f"zone-{c + 1}",
+            port=free_port(),
+            nodes=[f"http://127.0.0.1:{free_port()}" for _ in range(nodes)],
+            poll_seconds=0.5,
+            scheduler=scheduler,
+        )
+        for c in range(clusters)
+    ]
     base = Config(
         data_dir=data_dir,
         clc=ClcConfig(port=free_port(), sync_seconds=0.5),
-        cc=CcConfig(
-            port=free_port(),
-            nodes=[f"http://127.0.0.1:{p}" for p in nc_ports],
-            poll_seconds=0.5,
-            scheduler=scheduler,
-        ),
+        cc=ccs[0],
+        clusters=[ClusterRef(name=c.name, url=c.url) for c in ccs],
         vm_types=[
             VmType(name="t1.micro", cores=1, memory_mib=256, disk_gib=1),
             VmType(name="m1.small", cores=1, memory_mib=512, disk_gib=2),
@@ -102,20 +108,24 @@ def sim_stack(
     finally:
         db.dispose()
     with contextlib.ExitStack() as stack:
-        for i, port in enumerate(nc_ports):
-            nc_config = base.model_copy(deep=True)
-            nc_config.nc = NcConfig(
-                port=port,
-                hypervisor="sim",
-                sim_boot_seconds=boot_seconds,
-                sim_cores=cores,
-                sim_memory_mib=memory_mib,
-                sim_disk_gib=disk_gib,
-                reserve_memory_mib=0,
-                instances_dir=str(data_dir / f"nc{i}" / "instances"),
-                cache_dir=str(data_dir / f"nc{i}" / "cache"),
-            )
-            stack.enter_context(serve_in_thread(create_nc(nc_config), port))
-        stack.enter_context(serve_in_thread(create_cc(base), base.cc.port))
+        for c, cc in enumerate(ccs):
+            for i, url in enumerate(cc.nodes):
+                port = int(url.rsplit(":", 1)[1])
+                nc_config = base.model_copy(deep=True)
+                nc_config.nc = NcConfig(
+                    port=port,
+                    hypervisor="sim",
+                    sim_boot_seconds=boot_seconds,
+                    sim_cores=cores,
+                    sim_memory_mib=memory_mib,
+                    sim_disk_gib=disk_gib,
+                    reserve_memory_mib=0,
+                    instances_dir=str(data_dir / f"nc{c}-{i}" / "instances"),
+                    cache_dir=str(data_dir / f"nc{c}-{i}" / "cache"),
+                )
+                stack.enter_context(serve_in_thread(create_nc(nc_config), port))
+            cc_config = base.model_copy(deep=True)
+            cc_config.cc = cc
+            stack.enter_context(serve_in_thread(create_cc(cc_config), cc.port))
         stack.enter_context(serve_in_thread(create_clc(base), base.clc.port))
         yield Stack(config=base, admin=admin, user=user)
