@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from eucalypt.cc.netapi import AssignAddressRequest
-from eucalypt.clc.actions.common import TagGetters, tags_for
+from eucalypt.clc.actions.common import TagGetters, only_requested, tags_for
 from eucalypt.clc.actions.filters import apply_filters
 from eucalypt.clc.context import RequestContext, Services
 from eucalypt.clc.ec2.errors import Ec2Error, InvalidParameterValue, not_found
@@ -284,15 +284,20 @@ async def describe_addresses(ctx: RequestContext, params: dict[str, Any]) -> dic
         ]
 
     items = await ctx.services.db.run(work)
-    for wanted, field, code in (
-        (params.get("PublicIps"), "PublicIp", "InvalidAddress.NotFound"),
-        (params.get("AllocationIds"), "AllocationId", "InvalidAllocationID.NotFound"),
-    ):
-        if wanted:
-            missing = sorted(set(wanted) - {i[field] for i in items})
-            if missing:
-                raise not_found(code, f"Address '{missing[0]}' not found.")
-            items = [i for i in items if i[field] in wanted]
+    items = only_requested(
+        items,
+        params.get("PublicIps"),
+        "PublicIp",
+        "InvalidAddress.NotFound",
+        "Address '{0}' not found.",
+    )
+    items = only_requested(
+        items,
+        params.get("AllocationIds"),
+        "AllocationId",
+        "InvalidAllocationID.NotFound",
+        "Address '{0}' not found.",
+    )
     items = apply_filters(
         items,
         params.get("Filters"),

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from eucalypt.clc.actions.filters import Getter
-from eucalypt.clc.ec2.errors import InvalidParameterValue
+from eucalypt.clc.ec2.errors import InvalidParameterValue, not_found
 from eucalypt.clc.models import Tag
 
 T = TypeVar("T")
@@ -60,6 +60,27 @@ class TagGetters(Mapping[str, Getter]):
 
     def __len__(self) -> int:
         return len(self.fixed) + 1
+
+
+def only_requested(
+    items: list[dict[str, Any]],
+    wanted: Sequence[str] | None,
+    field: str,
+    code: str,
+    message: str,
+) -> list[dict[str, Any]]:
+    """The items whose ``field`` is in ``wanted`` (all when none are named).
+
+    Naming one that does not exist (or is not the caller's) is EC2's
+    ``<code>`` error; ``message`` is formatted with ``{0}``, the first missing one.
+    """
+    if not wanted:
+        return items
+    have = {i[field] for i in items}
+    missing = [w for w in wanted if w not in have]
+    if missing:
+        raise not_found(code, message.format(missing[0]))
+    return [i for i in items if i[field] in wanted]
 
 
 def paginate(

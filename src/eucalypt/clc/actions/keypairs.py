@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eucalypt.clc import keys
-from eucalypt.clc.actions.common import TagGetters, tags_for
+from eucalypt.clc.actions.common import TagGetters, only_requested, tags_for
 from eucalypt.clc.actions.filters import apply_filters
 from eucalypt.clc.actions.tagging import apply_tag_specifications
 from eucalypt.clc.context import RequestContext
-from eucalypt.clc.ec2.errors import InvalidParameterValue, duplicate, not_found
+from eucalypt.clc.ec2.errors import InvalidParameterValue, duplicate
 from eucalypt.clc.ids import new_id
 from eucalypt.clc.models import KeyPair
 
@@ -112,15 +112,12 @@ async def describe_key_pairs(ctx: RequestContext, params: dict[str, Any]) -> dic
         return [_render(p, tags.get(p.id, []), bool(params.get("IncludePublicKey"))) for p in pairs]
 
     items = await ctx.services.db.run(work)
-    for wanted, field, code in ((names, "KeyName", "name"), (ids, "KeyPairId", "id")):
-        if wanted:
-            have = {i[field] for i in items}
-            missing = [w for w in wanted if w not in have]
-            if missing:
-                raise not_found(
-                    "InvalidKeyPair.NotFound", f"The key pair {code} '{missing[0]}' does not exist"
-                )
-            items = [i for i in items if i[field] in wanted]
+    items = only_requested(
+        items, names, "KeyName", "InvalidKeyPair.NotFound", "The key pair name '{0}' does not exist"
+    )
+    items = only_requested(
+        items, ids, "KeyPairId", "InvalidKeyPair.NotFound", "The key pair id '{0}' does not exist"
+    )
     items = apply_filters(
         items,
         params.get("Filters"),

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from eucalypt.clc.actions.common import TagGetters, paginate, tags_for
+from eucalypt.clc.actions.common import TagGetters, only_requested, paginate, tags_for
 from eucalypt.clc.actions.filters import apply_filters
 from eucalypt.clc.actions.tagging import apply_tag_specifications
 from eucalypt.clc.context import RequestContext
@@ -329,14 +329,9 @@ async def describe_security_groups(ctx: RequestContext, params: dict[str, Any]) 
         (params.get("GroupNames"), "GroupName"),
         (params.get("GroupIds"), "GroupId"),
     ):
-        if wanted:
-            have = {i[field] for i in items}
-            missing = [w for w in wanted if w not in have]
-            if missing:
-                raise not_found(
-                    "InvalidGroup.NotFound", f"The security group '{missing[0]}' does not exist"
-                )
-            items = [i for i in items if i[field] in wanted]
+        items = only_requested(
+            items, wanted, field, "InvalidGroup.NotFound", "The security group '{0}' does not exist"
+        )
     items = apply_filters(
         items,
         params.get("Filters"),
