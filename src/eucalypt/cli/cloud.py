@@ -12,7 +12,14 @@ from rich.table import Table
 
 from eucalypt.cli.common import COMPONENTS, config_option, load_config
 from eucalypt.cli.init import initialise
-from eucalypt.cli.supervisor import SUPERVISOR, Supervisor, read_pid, start_supervisor, stop_pid
+from eucalypt.cli.supervisor import (
+    SUPERVISOR,
+    Supervisor,
+    alive,
+    read_pid,
+    start_supervisor,
+    stop_pid,
+)
 from eucalypt.config import Config, default_data_dir
 
 ROLES = {
@@ -71,7 +78,7 @@ def up_command(data_dir: Path | None, timeout: float, test_image: bool) -> None:
         while time.monotonic() < deadline:
             if all(health(config, c) == "up" for c in COMPONENTS):
                 break
-            if read_pid(config, SUPERVISOR) is None and time.monotonic() > deadline - timeout + 3:
+            if not alive(pid):
                 raise click.ClickException(
                     f"the supervisor died; see {config.logs_dir}/supervisor.log"
                 )
