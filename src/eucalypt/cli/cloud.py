@@ -137,6 +137,14 @@ def down_command(config_path: Path | None, keep_instances: bool) -> None:
         if child is not None:
             stop_pid(child)
     vms = 0 if keep_instances else stop_instances(config)
+    if config.cc.local_uplink and not keep_instances:
+        # The one-host data plane: its namespace, veth and host routes go too.
+        import asyncio
+
+        from eucalypt.net.local import teardown_local_dataplane, uplink_from_config
+        from eucalypt.net.runner import CommandRunner
+
+        asyncio.run(teardown_local_dataplane(CommandRunner(), uplink_from_config(config)))
     click.echo(
         ("stopped" if pid else "was not running") + (f"; stopped {vms} VM(s)" if vms else "")
     )

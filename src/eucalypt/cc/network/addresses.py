@@ -64,7 +64,10 @@ class Layout:
 
 
 def parse_pool(entries: list[str]) -> list[IPv4Address]:
-    """``["198.51.100.10", "198.51.100.16/30", "198.51.100.20-198.51.100.22"]`` as addresses."""
+    """``["198.51.100.10", "198.51.100.16/30", "198.51.100.20-198.51.100.22"]`` as addresses.
+
+    A CIDR gives its usable host addresses (a /30 gives two); a range gives every address in it.
+    """
     out: set[IPv4Address] = set()
     for entry in entries:
         entry = entry.strip()
@@ -73,7 +76,8 @@ def parse_pool(entries: list[str]) -> list[IPv4Address]:
             for net in ipaddress.summarize_address_range(first, last):
                 out.update(net)
         elif "/" in entry:
-            out.update(IPv4Network(entry, strict=False))
+            # A subnet's network and broadcast addresses are never handed out.
+            out.update(IPv4Network(entry, strict=False).hosts())
         else:
             out.add(IPv4Address(entry))
     return sorted(out)
