@@ -35,7 +35,7 @@ from eucalypt import __version__
 from eucalypt.auth import AuthError, HttpRequest, authenticate
 from eucalypt.auth.credentials import Credential, CredentialStore
 from eucalypt.logs import REQUEST_ID_HEADER, new_request_id, request_id_var
-from eucalypt.rpc.errors import AccessDenied, AuthFailure, InvalidRequest, RpcError
+from eucalypt.rpc.errors import AccessDenied, AuthFailure, InvalidRequest, RemoteError, RpcError
 
 log = logging.getLogger("eucalypt.rpc")
 
@@ -130,6 +130,11 @@ async def authenticate_caller(request: Request, allow: Collection[str]) -> Crede
         result = await authenticate(http, request.app.state.credentials, services=("eucalypt",))
     except AuthError as exc:
         raise AuthFailure(exc.message) from None
+    except RemoteError as exc:
+        # The key is not a component's, and the CLC that knows users' keys did not answer.
+        raise AuthFailure(
+            f"The access key could not be verified: the CLC did not answer ({exc.message})"
+        ) from None
     who = caller_name(result.credential)
     if who not in allow:
         raise AccessDenied(f"{who} may not call {request.url.path}; allowed: {sorted(allow)}")
