@@ -36,7 +36,10 @@ def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yield its base URL."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        # Plain asyncio: several servers on uvloop in one process race to spawn children.
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, lifespan="on", loop="asyncio"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -87,7 +87,10 @@ class Dnsmasq:
             if r.router:
                 argv.append(f"--dhcp-option=tag:{r.tag},option:router,{r.router}")
             if r.mtu:
-                argv.append(f"--dhcp-option=tag:{r.tag},option:mtu,{r.mtu}")
+                # Forced: sent even to clients that do not ask for it (busybox udhcpc
+                # does not), or they stay at 1500 and full-size packets routed into
+                # the VXLAN network by the CC are lost.
+                argv.append(f"--dhcp-option-force=tag:{r.tag},option:mtu,{r.mtu}")
         return argv
 
     def pid(self) -> int | None:
