@@ -160,6 +160,10 @@ class Endpoints:
                 try:
                     net = node_network(network)
                     if not net_ok and net is not None and net.vni is not None:
+                        # Not for a tap that a terminate has just deleted: its release
+                        # (after this lock) would find the bridge it removed made again.
+                        if not (await self._run(self._ip("link", "show", "dev", tap))).ok:
+                            continue
                         await ensure_node_network(self._net, net, self.netns)
                     up_cmd = self._ip("link", "set", tap, "master", bridge, "up")
                     (await self._run(up_cmd)).check()

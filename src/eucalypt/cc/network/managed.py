@@ -265,13 +265,19 @@ class ManagedNetwork:
 
     async def release(self, instance_id: str) -> None:
         async with self.lock:
-            if self.book.endpoints.pop(instance_id, None) is not None:
-                await self._sync()
+            ep = self.book.endpoints.pop(instance_id, None)
+            if ep is None:
+                return
+            net = self.book.networks.get(ep.group_id)
+            if net is not None and not net.confirmed and not self.book.members(ep.group_id):
+                del self.book.networks[ep.group_id]  # adopted, and the CLC never claimed it
+            await self._sync()
 
     async def adopt(self, found: list[FoundEndpoint]) -> None:
         """Book the endpoints of instances an NC reports; apply them once started."""
         async with self.lock:
-            added = 0
+            nets = set(self.book.networks)
+            added: list[str] = []
             for f in found:
                 if f.instance_id in self.book.endpoints:
                     continue
@@ -288,11 +294,19 @@ class ManagedNetwork:
                         },
                     )
                     continue
-                added += 1
+                added.append(f.instance_id)
             if added:
-                log.info("endpoints adopted", extra={"count": added, "started": self.started})
+                log.info("endpoints adopted", extra={"count": len(added), "started": self.started})
             if added and self.started:
-                await self._sync()
+                try:
+                    await self._sync()
+                except Exception:
+                    # As if never adopted: the caller tries again later.
+                    for iid in added:
+                        del self.book.endpoints[iid]
+                    for group in set(self.book.networks) - nets:
+                        del self.book.networks[group]
+                    raise
 
     def _adopt(self, f: FoundEndpoint) -> None:
         spec = f.spec
