@@ -50,6 +50,9 @@ class WalrusConfig(ServiceConfig):
     storage_dir: str = ""
     # Virtual-hosted style: requests to <bucket>.<domain> address that bucket.
     domain: str = "s3.localhost"
+    # Decrypted image bundles (empty: <data_dir>/walrus/images), LRU under this cap.
+    image_cache_dir: str = ""
+    image_cache_max_gib: float = 20.0
 
 
 class VmType(BaseModel):

@@ -163,7 +163,14 @@ def validate(
 
 
 def image_ref(services: Services, image: Image) -> ImageRef:
+    """What the NC fetches: the object itself, or for a bundle the image Walrus decrypted
+    (``/_image/<bucket>/<manifest>``, component keys only); either way the NC checks the
+    SHA-256 recorded at registration."""
     bucket, key = split_location(image.location)
+    if image.source == "bundle":
+        from eucalypt.bundle import IMAGE_ENDPOINT  # here: this edit stays inside image_ref
+
+        bucket, key = IMAGE_ENDPOINT, f"{bucket}/{key}"
     return ImageRef(
         image_id=image.id,
         url=services.walrus.url(bucket, key),

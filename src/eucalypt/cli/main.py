@@ -13,6 +13,7 @@ from eucalypt.cli.cloud import (
     supervise_command,
     up_command,
 )
+from eucalypt.cli.bundle import bundle_group
 from eucalypt.cli.env import env_command
 from eucalypt.cli.images import image_group
 from eucalypt.cli.init import init_command
@@ -37,6 +38,7 @@ for command in (
     supervise_command,
     admin_group,
     image_group,
+    bundle_group,
 ):
     cli.add_command(command)
 

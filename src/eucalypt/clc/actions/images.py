@@ -6,24 +6,45 @@ or a kernel (``KernelId=true``, the Eucalyptus convention) or ramdisk
 ``pending``; the CLC then reads the object once for its size and SHA-256
 (the digest the nodes check) and the image becomes ``available``, or
 ``failed`` with the reason.
+
+An ``ImageLocation`` ending in ``.manifest.xml`` is an EC2 bundle
+(``eucalypt bundle``, ``euca-bundle-image``, ``ec2-bundle-image``): the
+manifest is read at once for the image's type (machine, kernel, ramdisk),
+architecture and kernel/ramdisk, and the image is ``source="bundle"``.
+Then, in the background, the CLC hands the owner's certificates to Walrus's
+image service (``POST /_image/<bucket>/<manifest>``), which verifies the
+signature and every part, decrypts with the cloud's key and caches the
+image; its SHA-256 and size are recorded and the image becomes
+``available`` -- or ``failed`` with Walrus's reason (tampered part, wrong
+signature, another cloud's key). NCs then fetch the decrypted image from
+that endpoint (``clc/instances.py`` ``image_ref``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
+import defusedxml.ElementTree as DET
+import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from eucalypt.auth import HttpxSigV4Auth
+from eucalypt.bundle import IMAGE_ENDPOINT
+from eucalypt.bundle.errors import BundleError
+from eucalypt.bundle.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, parse
 from eucalypt.clc.actions.common import TagGetters, tags_for
 from eucalypt.clc.actions.filters import apply_filters
 from eucalypt.clc.actions.tagging import apply_tag_specifications
 from eucalypt.clc.context import RequestContext, Services
 from eucalypt.clc.ec2.errors import InvalidParameterValue, UnauthorizedOperation, not_found
 from eucalypt.clc.ids import new_id
-from eucalypt.clc.models import Image, LaunchPermission
+from eucalypt.clc.models import Image, LaunchPermission, User, UserCertificate
 from eucalypt.clc.storage import ObjectMissing
+from eucalypt.rpc.keys import ComponentKeys
 
 log = logging.getLogger("eucalypt.clc.images")
 PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
@@ -62,15 +83,96 @@ def _own(s: Session, ctx: RequestContext, image_id: str) -> Image:
     return image
 
 
+class BundleRefused(Exception):
+    """Walrus would not verify or decrypt a bundle; ``str()`` is ``Code: message``."""
+
+
+def _walrus_client(services: Services, read_timeout: float) -> httpx.AsyncClient:
+    """An HTTP client signing as the CLC (a component: Walrus's image service accepts it)."""
+    config = services.config
+    credential = ComponentKeys.load(config.keys_dir).credential("clc")
+    return httpx.AsyncClient(
+        auth=HttpxSigV4Auth(credential, region=config.region, service="s3"),
+        timeout=httpx.Timeout(30.0, read=read_timeout),
+    )
+
+
+def _walrus_error(reply: httpx.Response) -> str:
+    """``Code: Message`` from Walrus's S3 error envelope (or the status and body)."""
+    try:
+        root = DET.fromstring(reply.content)
+        code, message = root.findtext("Code") or "", root.findtext("Message") or ""
+        if code:
+            return f"{code}: {message}"
+    except (ParseError, ValueError):
+        pass
+    return f"Walrus answered {reply.status_code}: {reply.text[:200]}"
+
+
+async def read_manifest(services: Services, bucket: str, key: str) -> Manifest:
+    """The bundle manifest at ``bucket/key`` (fields only: Walrus verifies the signature)."""
+    async with _walrus_client(services, 60.0) as http:
+        try:
+            reply = await http.get(services.walrus.url(bucket, key))
+        except httpx.HTTPError as exc:
+            raise InvalidParameterValue(f"Cannot read s3://{bucket}/{key}: {exc!r}") from exc
+    if reply.status_code != 200:
+        raise InvalidParameterValue(
+            f"Cannot read the manifest s3://{bucket}/{key}: {_walrus_error(reply)}",
+            code="InvalidManifest",
+        )
+    if len(reply.content) > MAX_MANIFEST_BYTES:
+        raise InvalidParameterValue("The manifest is too large.", code="InvalidManifest")
+    try:
+        return parse(reply.content).manifest
+    except BundleError as exc:
+        raise InvalidParameterValue(
+            f"s3://{bucket}/{key} is not a bundle manifest: {exc.message}", code="InvalidManifest"
+        ) from exc
+
+
+def owner_certificates(s: Session, account_id: str) -> list[str]:
+    """PEMs of the active certificates of the account's users (who may sign its bundles)."""
+    return list(
+        s.scalars(
+            select(UserCertificate.pem)
+            .join(User, UserCertificate.user_id == User.id)
+            .where(User.account_id == account_id, UserCertificate.active.is_(True))
+            .order_by(UserCertificate.created_at.desc())
+        )
+    )
+
+
+async def verify_bundle(services: Services, image: Image) -> dict[str, Any]:
+    """Ask Walrus to verify and decrypt the bundle (see the module docstring)."""
+    bucket, key = split_location(image.location)
+    certificates = await services.db.run(lambda s: owner_certificates(s, image.account_id))
+    async with _walrus_client(services, 3600.0) as http:
+        reply = await http.post(
+            services.walrus.url(IMAGE_ENDPOINT, f"{bucket}/{key}"),
+            content=json.dumps({"certificates": certificates}).encode(),
+            headers={"content-type": "application/json"},
+        )
+    if reply.status_code != 200:
+        raise BundleRefused(_walrus_error(reply))
+    answer: dict[str, Any] = reply.json()
+    return answer
+
+
 async def finish_registration(services: Services, image_id: str) -> None:
-    """Read the image's object once: size, SHA-256, format; then available or failed."""
+    """Read the image's object once (or have Walrus decrypt the bundle); available or failed."""
     image = await services.db.run(lambda s: s.get(Image, image_id))
     if image is None:
         return
     bucket, key = split_location(image.location)
     try:
-        digest = await services.walrus.digest(bucket, key)
-    except (ObjectMissing, OSError, Exception) as exc:  # any failure marks the image failed
+        if image.source == "bundle":
+            answer = await verify_bundle(services, image)
+            sha256, size, fmt = str(answer["sha256"]), int(answer["size"]), str(answer["format"])
+        else:
+            digest = await services.walrus.digest(bucket, key)
+            sha256, size, fmt = digest.sha256, digest.size, digest.disk_format
+    except (ObjectMissing, BundleRefused, OSError, Exception) as exc:  # any failure: failed
         reason = str(exc) or type(exc).__name__
         log.warning("image registration failed", extra={"image_id": image_id, "error": reason})
 
@@ -85,11 +187,11 @@ async def finish_registration(services: Services, image_id: str) -> None:
     def done(s: Session) -> None:
         row = s.get(Image, image_id)
         if row is not None:
-            row.state, row.sha256, row.size = "available", digest.sha256, digest.size
-            row.disk_format = digest.disk_format
+            row.state, row.sha256, row.size = "available", sha256, size
+            row.disk_format = "qcow2" if fmt == "qcow2" else "raw"
 
     await services.db.run(done)
-    log.info("image available", extra={"image_id": image_id, "size": digest.size})
+    log.info("image available", extra={"image_id": image_id, "size": size})
 
 
 async def register_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -102,18 +204,28 @@ async def register_image(ctx: RequestContext, params: dict[str, Any]) -> dict[st
             code="MissingParameter",
         )
     bucket, key = split_location(location)
-    if key.endswith(".manifest.xml"):
-        raise InvalidParameterValue(
-            "Registering EC2 bundles (manifests) is not supported yet; upload the image as "
-            "one object and register bucket/key."
-        )
     kernel_id, ramdisk_id = params.get("KernelId"), params.get("RamdiskId")
+    arch = params.get("Architecture")
+    source = "object"
     image_type = "machine"
-    if kernel_id == "true":
-        image_type, kernel_id = "kernel", None
-    elif ramdisk_id == "true":
-        image_type, ramdisk_id = "ramdisk", None
-    arch = params.get("Architecture", "x86_64")
+    if key.endswith(MANIFEST_SUFFIX):
+        source = "bundle"
+        manifest = await read_manifest(ctx.services, bucket, key)
+        image_type = manifest.image_type
+        # Eucalyptus marks kernel and ramdisk bundles with kernel_id/ramdisk_id "true" too.
+        if manifest.kernel_id == "true":
+            image_type = "kernel"
+        elif manifest.ramdisk_id == "true":
+            image_type = "ramdisk"
+        elif image_type == "machine":
+            kernel_id = kernel_id or manifest.kernel_id
+            ramdisk_id = ramdisk_id or manifest.ramdisk_id
+        arch = arch or manifest.architecture
+    if kernel_id == "true" or image_type == "kernel":
+        image_type, kernel_id, ramdisk_id = "kernel", None, None
+    elif ramdisk_id == "true" or image_type == "ramdisk":
+        image_type, kernel_id, ramdisk_id = "ramdisk", None, None
+    arch = arch or "x86_64"
     if arch not in ("x86_64", "i386"):
         raise InvalidParameterValue(f"Unsupported architecture '{arch}'.")
 
@@ -136,6 +248,7 @@ async def register_image(ctx: RequestContext, params: dict[str, Any]) -> dict[st
             image_type=image_type,
             state="pending",
             location=f"{bucket}/{key}",
+            source=source,
             architecture=arch,
             root_device_name=params.get("RootDeviceName", "/dev/vda"),
             kernel_id=kernel_id,

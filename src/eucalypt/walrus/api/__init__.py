@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from eucalypt.walrus import errors
 from eucalypt.walrus.api import acl, buckets, listing, multipart, objects
 from eucalypt.walrus.http import Response, S3Request
+from eucalypt.walrus.images import api as images
 from eucalypt.walrus.services import Context
 
 Handler = Callable[[Context, S3Request], Awaitable[Response]]
@@ -75,6 +76,8 @@ def subresource_of(req: S3Request) -> str | None:
 
 def route(req: S3Request) -> Handler:
     """The handler for ``req``, or the S3 error saying why there is none."""
+    if req.bucket == images.BUCKET:  # /_image/<bucket>/<manifest>: walrus/images/ (internal)
+        return images.handle
     if req.method not in METHODS:
         raise errors.MethodNotAllowed(Method=req.method, ResourceType=req.target.upper())
     sub = subresource_of(req)
