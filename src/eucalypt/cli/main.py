@@ -6,6 +6,7 @@ import click
 
 from eucalypt import __version__
 from eucalypt.cli.admin import admin_group
+from eucalypt.cli.bundle import bundle_group
 from eucalypt.cli.cloud import (
     down_command,
     serve_command,
@@ -13,7 +14,6 @@ from eucalypt.cli.cloud import (
     supervise_command,
     up_command,
 )
-from eucalypt.cli.bundle import bundle_group
 from eucalypt.cli.env import env_command
 from eucalypt.cli.images import image_group
 from eucalypt.cli.init import init_command
