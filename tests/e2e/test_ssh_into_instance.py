@@ -162,6 +162,8 @@ def test_ssh_into_instance_end_to_end(cloud: Cloud, tmp_path: Path) -> None:
         every=2,
     )
     assert f"instance-id={instance_id}" in console
+    # The guest asked for an IMDSv2 token (through the CC's proxy) and used it.
+    assert "metadata: IMDSv2" in console
 
     address = client.allocate_address()
     client.associate_address(InstanceId=instance_id, PublicIp=address["PublicIp"])

@@ -78,6 +78,16 @@ class MetadataServer:
             def do_PUT(self) -> None:
                 with lock:
                     server.requests.append(("PUT", self.path, False))
+                # As uvicorn (the real service's server) does: a client that has shut
+                # down its sending side by now is taken to be gone, and gets no answer.
+                time.sleep(0.05)
+                try:
+                    eof = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                except BlockingIOError:
+                    eof = False
+                if eof:
+                    self.close_connection = True
+                    return None
                 if server.v1_only:
                     return self._send(405)
                 if self.path != "/latest/api/token":

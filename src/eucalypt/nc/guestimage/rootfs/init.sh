@@ -13,7 +13,7 @@
 #                                                   synchronously, its output copied to
 #                                                   the console prefixed "user-data: "
 #      IMDSv2 is tried first: busybox wget cannot send PUT, so the token request
-#      (PUT /latest/api/token) is written as raw HTTP/1.0 through busybox nc. If that
+#      (PUT /latest/api/token) is written as raw HTTP/1.0 through busybox nc -e. If that
 #      yields no token (service is v1-only, or the PUT failed) plain v1 GETs are used.
 #   4. start dropbear on port 22 (public-key logins only; root allowed; host keys
 #      are made at boot: ed25519 up front, the others on demand with -R) and wait
@@ -81,10 +81,16 @@ MD_HOST=169.254.169.254
 MD=http://$MD_HOST
 TOKEN=
 
-# IMDSv2 token, via raw HTTP over busybox nc (busybox wget has no PUT).
+# IMDSv2 token, via raw HTTP over busybox nc (busybox wget has no PUT). The request is
+# written by nc's -e child, which then reads the answer: piping the request into nc
+# would half-close the socket at the end of input, and servers that take EOF as the
+# client going away (uvicorn does) drop the request unanswered.
 imds_token() {
-    resp=$(printf 'PUT /latest/api/token HTTP/1.0\r\nHost: %s\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: 0\r\n\r\n' "$MD_HOST" \
-        | timeout 5 nc "$MD_HOST" 80 2>/dev/null | tr -d '\r')
+    rm -f /run/eucalypt/token.http
+    req='PUT /latest/api/token HTTP/1.0\r\nHost: '"$MD_HOST"'\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: 0\r\n\r\n'
+    timeout 5 nc "$MD_HOST" 80 -e /bin/sh -c "printf '$req'; timeout 5 cat >/run/eucalypt/token.http" \
+        >/dev/null 2>&1
+    resp=$(tr -d '\r' </run/eucalypt/token.http 2>/dev/null)
     case "$resp" in
         "HTTP/1."?" 200"*) printf '%s\n' "$resp" | sed '1,/^$/d' | head -n 1 ;;
     esac
