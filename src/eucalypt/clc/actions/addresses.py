@@ -17,7 +17,7 @@ from eucalypt.clc.actions.common import TagGetters, only_requested, tags_for
 from eucalypt.clc.actions.filters import apply_filters
 from eucalypt.clc.context import RequestContext, Services
 from eucalypt.clc.ec2.errors import Ec2Error, InvalidParameterValue, not_found
-from eucalypt.clc.ids import new_id
+from eucalypt.clc.ids import check_ids, new_id
 from eucalypt.clc.models import Address, Instance
 from eucalypt.rpc.errors import RemoteError
 
@@ -196,6 +196,8 @@ async def associate_address(ctx: RequestContext, params: dict[str, Any]) -> dict
     instance_id = params.get("InstanceId")
     if not instance_id:
         raise InvalidParameterValue("InstanceId is required.", code="MissingParameter")
+
+    check_ids([instance_id], ("i",), "InvalidInstanceID.Malformed")
 
     def check(s: Session) -> tuple[Address, str | None]:
         row = _owned(s, ctx, params.get("PublicIp"), params.get("AllocationId"))
