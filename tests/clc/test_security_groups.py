@@ -207,7 +207,7 @@ def test_describe_instance_types(clc: ClcFixture) -> None:
     assert {t["InstanceType"] for t in all_types} == {v.name for v in clc.config.vm_types}
     with pytest.raises(botocore.exceptions.ClientError) as err:
         ec2.describe_instance_types(InstanceTypes=["z9.enormous"])
-    assert code(err) == "InvalidParameterValue"
+    assert code(err) == "InvalidInstanceType"
 
 
 def test_ec2_validation_of_groups_and_rules(clc: ClcFixture) -> None:

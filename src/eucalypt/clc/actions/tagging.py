@@ -9,9 +9,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from eucalypt.clc.actions.common import paginate
-from eucalypt.clc.actions.filters import apply_filters
+from eucalypt.clc.actions.filters import Getter, apply_filters
 from eucalypt.clc.context import RequestContext
 from eucalypt.clc.ec2.errors import InvalidParameterValue, not_found
+from eucalypt.clc.ids import well_formed
 from eucalypt.clc.models import Address, Image, Instance, KeyPair, SecurityGroup, Tag
 
 # id prefix -> (model, resource type as EC2 names it, not-found code)
@@ -41,7 +42,7 @@ def _owned_type(s: Session, account: str, resource_id: str, is_admin: bool) -> s
     """The resource's EC2 type name; NotFound when it does not exist or is not the caller's."""
     prefix = resource_id.split("-", 1)[0]
     entry = RESOURCES.get(prefix)
-    if entry is None:
+    if entry is None or not well_formed(resource_id, [prefix]):
         raise InvalidParameterValue(f"Invalid id: '{resource_id}'", code="InvalidID")
     model, type_name, code = entry
     key = Address.allocation_id if model is Address else model.id
@@ -123,6 +124,26 @@ async def delete_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     return {}
 
 
+class _TagFilters(dict[str, Getter]):
+    """DescribeTags filters; ``tag:<key>`` keeps the tags with that key and a matching value."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name.startswith("tag:"):
+            key = name[4:]
+            return lambda t: [t["Value"]] if t["Key"] == key else []
+        return super().get(name, default)
+
+
+TAG_FILTERS = _TagFilters(
+    {
+        "resource-id": lambda t: [t["ResourceId"]],
+        "resource-type": lambda t: [t["ResourceType"]],
+        "key": lambda t: [t["Key"]],
+        "value": lambda t: [t["Value"]],
+    }
+)
+
+
 async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     account, admin = ctx.caller.account_id, ctx.is_admin
 
@@ -140,16 +161,7 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
             for t in s.scalars(query)
         ]
 
-    items = apply_filters(
-        await ctx.services.db.run(work),
-        params.get("Filters"),
-        {
-            "resource-id": lambda t: [t["ResourceId"]],
-            "resource-type": lambda t: [t["ResourceType"]],
-            "key": lambda t: [t["Key"]],
-            "value": lambda t: [t["Value"]],
-        },
-    )
+    items = apply_filters(await ctx.services.db.run(work), params.get("Filters"), TAG_FILTERS)
     page, token = paginate(items, params.get("MaxResults"), params.get("NextToken"))
     result: dict[str, Any] = {"Tags": page}
     if token:

@@ -1,0 +1,56 @@
+"""EC2 answers peer suites rely on: auth codes, odd missing-parameter codes, tag filters."""
+
+from __future__ import annotations
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config as BotoConfig
+
+from tests.clc.conftest import ClcFixture
+
+
+def fails(call, *args, **kwargs) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        call(*args, **kwargs)
+    response = err.value.response
+    return str(response["Error"]["Code"]), int(response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def test_unknown_access_key_is_auth_failure(clc: ClcFixture) -> None:
+    stranger = boto3.client(
+        "ec2",
+        endpoint_url=clc.url,
+        region_name=clc.config.region,
+        aws_access_key_id="AKIANOSUCHKEY0000000",
+        aws_secret_access_key="x" * 40,
+        config=BotoConfig(retries={"max_attempts": 1}),
+    )
+    assert fails(stranger.describe_regions) == ("AuthFailure", 401)
+
+
+def test_terminate_without_ids_and_unknown_instance_type(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.alice)
+    assert fails(ec2.terminate_instances, InstanceIds=[]) == ("InvalidParameterCombination", 400)
+    assert fails(ec2.describe_instance_types, InstanceTypes=["x9.huge"]) == (
+        "InvalidInstanceType",
+        400,
+    )
+
+
+def test_describe_tags_tag_filter_and_malformed_resource_ids(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.alice)
+    gid = ec2.create_security_group(GroupName="tag-filtered", Description="d")["GroupId"]
+    ec2.create_tags(Resources=[gid], Tags=[{"Key": "tier", "Value": "web"}, {"Key": "x"}])
+    got = ec2.describe_tags(Filters=[{"Name": "tag:tier", "Values": ["w*"]}])["Tags"]
+    assert [(t["ResourceId"], t["Key"], t["Value"]) for t in got] == [(gid, "tier", "web")]
+    assert ec2.describe_tags(Filters=[{"Name": "tag:tier", "Values": ["db"]}])["Tags"] == []
+    for bad in ("bogus", "i-zz", "sg-!!"):
+        assert fails(ec2.create_tags, Resources=[bad], Tags=[{"Key": "k", "Value": "v"}]) == (
+            "InvalidID",
+            400,
+        )
+    assert {t["Key"] for t in ec2.describe_tags()["Tags"] if t["ResourceId"] == gid} == {
+        "tier",
+        "x",
+    }
