@@ -54,3 +54,23 @@ def test_describe_tags_tag_filter_and_malformed_resource_ids(clc: ClcFixture) ->
         "tier",
         "x",
     }
+
+
+def test_filter_values_escape_wildcards_with_backslash(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.bob)
+    values = ["plain value", "star value*", "stars value**", "mixed value*?"]
+    for i, value in enumerate(values):
+        gid = ec2.create_security_group(GroupName=f"escaped-{i}", Description="d")["GroupId"]
+        ec2.create_tags(Resources=[gid], Tags=[{"Key": "escaped", "Value": value}])
+
+    def matching(pattern: str) -> list[str]:
+        got = ec2.describe_tags(
+            Filters=[{"Name": "key", "Values": ["escaped"]}, {"Name": "value", "Values": [pattern]}]
+        )["Tags"]
+        return sorted(t["Value"] for t in got)
+
+    assert matching("*value*") == sorted(values)
+    assert matching(r"*value\*") == ["star value*"]
+    assert matching(r"*value\*\*") == ["stars value**"]
+    assert matching(r"*value\*\?") == ["mixed value*?"]
+    assert matching("star?value\\*") == ["star value*"]
