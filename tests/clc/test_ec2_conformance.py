@@ -74,3 +74,26 @@ def test_filter_values_escape_wildcards_with_backslash(clc: ClcFixture) -> None:
     assert matching(r"*value\*\*") == ["stars value**"]
     assert matching(r"*value\*\?") == ["mixed value*?"]
     assert matching("star?value\\*") == ["star value*"]
+
+
+def test_deleting_a_resource_deletes_its_tags(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.bob)
+    key = ec2.create_key_pair(KeyName="tagged-then-gone")["KeyPairId"]
+    gid = ec2.create_security_group(GroupName="tagged-then-gone", Description="d")["GroupId"]
+    image = ec2.register_image(Name="tagged-then-gone", ImageLocation="bucket/gone.img")["ImageId"]
+    ec2.create_tags(Resources=[key, gid, image], Tags=[{"Key": "doomed", "Value": "1"}])
+    assert len(ec2.describe_tags(Filters=[{"Name": "key", "Values": ["doomed"]}])["Tags"]) == 3
+    ec2.delete_key_pair(KeyPairId=key)
+    ec2.delete_security_group(GroupId=gid)
+    ec2.deregister_image(ImageId=image)
+    assert ec2.describe_tags(Filters=[{"Name": "key", "Values": ["doomed"]}])["Tags"] == []
+
+
+def test_allocate_address_checks_its_parameters_first(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.bob)
+    assert fails(ec2.allocate_address, Domain="bogus") == ("InvalidParameterValue", 400)
+    assert fails(ec2.allocate_address, NetworkBorderGroup="mars-1") == (
+        "InvalidParameterValue",
+        400,
+    )
+    assert ec2.describe_addresses()["Addresses"] == []

@@ -38,7 +38,7 @@ from eucalypt.bundle.errors import BundleError
 from eucalypt.bundle.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, parse
 from eucalypt.clc.actions.common import TagGetters, tags_for
 from eucalypt.clc.actions.filters import apply_filters
-from eucalypt.clc.actions.tagging import apply_tag_specifications
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext, Services
 from eucalypt.clc.ec2.errors import InvalidParameterValue, UnauthorizedOperation, not_found
 from eucalypt.clc.ids import IMAGE_PREFIXES, check_ids, new_id
@@ -364,7 +364,9 @@ async def describe_images(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 
 async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     def work(s: Session) -> None:
-        s.delete(_own(s, ctx, params["ImageId"]))
+        image = _own(s, ctx, params["ImageId"])
+        drop_tags(s, image.id)
+        s.delete(image)
 
     await ctx.services.db.run(work)
     return {"Return": True}

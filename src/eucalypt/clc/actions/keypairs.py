@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from eucalypt.clc import keys
 from eucalypt.clc.actions.common import TagGetters, only_requested, tags_for
 from eucalypt.clc.actions.filters import apply_filters
-from eucalypt.clc.actions.tagging import apply_tag_specifications
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext
 from eucalypt.clc.ec2.errors import InvalidParameterValue, duplicate
 from eucalypt.clc.ids import new_id
@@ -169,6 +169,7 @@ async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         pair = s.scalar(query)
         if pair is None:
             return None
+        drop_tags(s, pair.id)
         s.delete(pair)
         return pair.id
 

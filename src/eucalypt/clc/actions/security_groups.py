@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from eucalypt.clc.actions.common import TagGetters, only_requested, paginate, tags_for
 from eucalypt.clc.actions.filters import apply_filters
-from eucalypt.clc.actions.tagging import apply_tag_specifications
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext
 from eucalypt.clc.ec2.errors import (
     Ec2Error,
@@ -345,6 +345,7 @@ async def delete_security_group(ctx: RequestContext, params: dict[str, Any]) -> 
         if ref is not None:
             raise InvalidGroupInUse(f"Group {group.id} is used by rules of group {ref.group_id}")
         gid = group.id
+        drop_tags(s, gid)
         s.delete(group)
         return gid
 

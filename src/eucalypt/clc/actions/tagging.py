@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -50,6 +51,11 @@ def _owned_type(s: Session, account: str, resource_id: str, is_admin: bool) -> s
     if row is None or (not is_admin and row.account_id != account):
         raise not_found(code, f"The ID '{resource_id}' does not exist")
     return type_name
+
+
+def drop_tags(s: Session, resource_id: str) -> None:
+    """The resource is gone: so are its tags (DescribeTags must not list them)."""
+    s.execute(delete(Tag).where(Tag.resource_id == resource_id))
 
 
 def set_tags(
@@ -151,6 +157,19 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         query = select(Tag).order_by(Tag.resource_id, Tag.key)
         if not admin:
             query = query.where(Tag.account_id == account)
+        # Instances terminated long ago are gone from DescribeInstances, and their tags too.
+        from eucalypt.clc.instances import TERMINATED_VISIBLE  # (it imports this module)
+
+        cutoff = datetime.now(UTC) - TERMINATED_VISIBLE
+        gone = {
+            instance_id
+            for instance_id, ended in s.execute(
+                select(Instance.id, Instance.terminated_at).where(
+                    Instance.terminated_at.is_not(None)
+                )
+            )
+            if ended.replace(tzinfo=ended.tzinfo or UTC) < cutoff
+        }
         return [
             {
                 "ResourceId": t.resource_id,
@@ -159,6 +178,7 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
                 "Value": t.value,
             }
             for t in s.scalars(query)
+            if t.resource_id not in gone
         ]
 
     items = apply_filters(await ctx.services.db.run(work), params.get("Filters"), TAG_FILTERS)
