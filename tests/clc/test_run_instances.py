@@ -192,3 +192,25 @@ def test_user_data_must_be_base64_and_terminated_instances_do_not_reboot(stack: 
     with pytest.raises(botocore.exceptions.ClientError) as err:
         ec2.reboot_instances(InstanceIds=ids)
     assert err.value.response["Error"]["Code"] == "IncorrectInstanceState"
+
+
+def test_more_describe_instances_filters(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1)["Instances"]
+    ]
+
+    def found(name: str, *values: str) -> bool:
+        got = ec2.describe_instances(
+            InstanceIds=ids, Filters=[{"Name": name, "Values": list(values)}]
+        )["Reservations"]
+        return bool(got)
+
+    assert found("tenancy", "default") and found("monitoring-state", "disabled")
+    assert found("source-dest-check", "true") and found("hypervisor", "xen")
+    assert found("virtualization-type", "hvm") and found("launch-time", "20*")
+    assert not found("vpc-id", "vpc-*") and not found("subnet-id", "*")
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")
+    assert found("state-reason-code", "*") and found("reason", "*")

@@ -146,6 +146,23 @@ INSTANCE_FILTERS = TagGetters(
         "client-token": lambda i: [i.get("ClientToken", "")],
         "reservation-id": lambda i: [i["_reservation"]],
         "owner-id": lambda i: [i["_owner"]],
+        "reason": lambda i: [i["StateTransitionReason"]],
+        "state-reason-code": lambda i: [i.get("StateReason", {}).get("Code", "")],
+        "state-reason-message": lambda i: [i.get("StateReason", {}).get("Message", "")],
+        "launch-time": lambda i: [i["LaunchTime"].strftime("%Y-%m-%dT%H:%M:%S.000Z")],
+        "tenancy": lambda i: [i["Placement"]["Tenancy"]],
+        "monitoring-state": lambda i: [i["Monitoring"]["State"]],
+        "hypervisor": lambda i: [i["Hypervisor"]],
+        "virtualization-type": lambda i: [i["VirtualizationType"]],
+        "root-device-name": lambda i: [i["RootDeviceName"]],
+        "source-dest-check": lambda i: ["true" if i["SourceDestCheck"] else "false"],
+        "ebs-optimized": lambda i: ["false"],
+        # EC2-Classic style instances: in no VPC, subnet or placement group, no platform.
+        "vpc-id": lambda i: [],
+        "subnet-id": lambda i: [],
+        "placement-group-name": lambda i: [],
+        "platform": lambda i: [],
+        "instance-lifecycle": lambda i: [],
     }
 )
 
