@@ -214,3 +214,40 @@ def test_more_describe_instances_filters(stack: Stack) -> None:
     ec2.terminate_instances(InstanceIds=ids)
     wait_state(stack, ids, "terminated")
     assert found("state-reason-code", "*") and found("reason", "*")
+
+
+def test_describe_instance_attribute_knows_every_ec2_attribute(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1)["Instances"]
+    ]
+    for attribute in [
+        "instanceType",
+        "kernel",
+        "ramdisk",
+        "userData",
+        "disableApiTermination",
+        "disableApiStop",
+        "instanceInitiatedShutdownBehavior",
+        "rootDeviceName",
+        "blockDeviceMapping",
+        "productCodes",
+        "sourceDestCheck",
+        "groupSet",
+        "ebsOptimized",
+        "sriovNetSupport",
+        "enaSupport",
+        "enclaveOptions",
+    ]:
+        got = ec2.describe_instance_attribute(InstanceId=ids[0], Attribute=attribute)
+        assert got["InstanceId"] == ids[0], attribute
+    for bad in ("abc", "Kernel", "userdata"):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ec2.describe_instance_attribute(InstanceId=ids[0], Attribute=bad)
+        assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+        assert err.value.response["Error"]["Message"] == (
+            f"Value ({bad}) for parameter attribute is invalid. Unknown attribute."
+        )
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")

@@ -353,6 +353,16 @@ async def get_console_output(ctx: RequestContext, params: dict[str, Any]) -> dic
     }
 
 
+#: Boolean instance attributes (attribute -> result member); all false but sourceDestCheck.
+FALSE_ATTRIBUTES = {
+    "disableApiTermination": "DisableApiTermination",
+    "disableApiStop": "DisableApiStop",
+    "ebsOptimized": "EbsOptimized",
+    "enaSupport": "EnaSupport",
+    "sourceDestCheck": "SourceDestCheck",
+}
+
+
 async def describe_instance_attribute(
     ctx: RequestContext, params: dict[str, Any]
 ) -> dict[str, Any]:
@@ -384,12 +394,20 @@ async def describe_instance_attribute(
                 for g in row.group_ids.split(",")
                 if g
             ]
-        elif attribute == "disableApiTermination":
-            out["DisableApiTermination"] = {"Value": False}
+        elif attribute in FALSE_ATTRIBUTES:
+            out[FALSE_ATTRIBUTES[attribute]] = {"Value": attribute == "sourceDestCheck"}
+        elif attribute == "sriovNetSupport":
+            out["SriovNetSupport"] = {"Value": "simple"}
         elif attribute == "blockDeviceMapping":
             out["BlockDeviceMappings"] = []
+        elif attribute == "productCodes":
+            out["ProductCodes"] = []
+        elif attribute == "enclaveOptions":
+            out["EnclaveOptions"] = {"Enabled": False}
         else:
-            raise InvalidParameterValue(f"Unsupported attribute '{attribute}'.")
+            raise InvalidParameterValue(
+                f"Value ({attribute}) for parameter attribute is invalid. Unknown attribute."
+            )
         return out
 
     return await ctx.services.db.run(work)
