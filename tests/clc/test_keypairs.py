@@ -54,9 +54,48 @@ def test_import_openssh_key_has_ec2_md5_fingerprint(clc: ClcFixture, tmp_path: P
     )
     md5 = hashlib.md5(der).hexdigest()
     assert got["KeyFingerprint"] == ":".join(md5[i : i + 2] for i in range(0, 32, 2))
-    with pytest.raises(botocore.exceptions.ClientError) as err:
-        ec2.import_key_pair(KeyName="bad", PublicKeyMaterial=b"ssh-rsa not-base64!!")
-    assert code(err) == "InvalidKey.Format"
+    for bad in (b"ssh-rsa not-base64!!", b"garbage", b"", DSA_PUBLIC_KEY):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ec2.import_key_pair(KeyName="bad", PublicKeyMaterial=bad)
+        assert code(err) == "InvalidKeyPair.Format", bad
+        assert err.value.response["Error"]["Message"] == (
+            "Key is not in valid OpenSSH public key format"
+        )
+    assert "bad" not in [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]]
+
+
+# EC2 imports RSA and ED25519 keys only.
+DSA_PUBLIC_KEY = (
+    b"ssh-dss AAAAB3NzaC1kc3MAAACBAJ0aXctVwbN6VB81gpo8R7DUk8zXRjZvrkg8Y8vEGt63gklpNJNsLXtEUXkl"
+    b"5D4c0nD2FZO1rJNqFoeOQOCoGSfclHvt9w4yPl/lUEtb3Qtj1j80MInETHr19vaSunRk5R+M+8YH+LLcdYdz7Mij"
+    b"uGey02mbi0H9K5nUIcuLMArVAAAAFQD0RDvsObRWBlnaW8645obZBM86jwAAAIBNZwf3B4krIzAwVfkMHLDSdAvs"
+    b"7lOWE7o8SJLzr9t4a9HhYp9SLbMzJ815KWfidEYV2+s4ZaPCfcZ1GENFRbE8rixz5eMAjEUXEPMJkblDZTHzMsH9"
+    b"6z2cOCQZ0vfOmgznsf18Uf725pqo9OqAioEsTJjX8jtI2qNPEBU0uhMSZQAAAIBBMGhDu5CWPUlS2QG7vzmzw81X"
+    b"asmHE/s2YPDRbolkriwlunpgwZhCscoQP8HFHY+DLUVvUb+GZwBmFt4l1uHl03bffsm7UIHtCBYERr9Nx0u20ldf"
+    b"hkgB1lhaJb5o0ZJ3pmJ38KChfyHe5EUcqRdEFo89Mp72VI2Z6UHyL175RA== dsa@example"
+)
+
+
+def test_create_and_import_echo_tags_and_list_in_creation_order(
+    clc: ClcFixture, tmp_path: Path
+) -> None:
+    ec2 = clc.client(clc.bob)
+    tags = [{"ResourceType": "key-pair", "Tags": [{"Key": "order", "Value": "z"}]}]
+    first = ec2.create_key_pair(KeyName="zz-first", TagSpecifications=tags)
+    assert first["Tags"] == [{"Key": "order", "Value": "z"}]
+    assert "Tags" not in ec2.create_key_pair(KeyName="plain")
+    second = ec2.create_key_pair(KeyName="aa-second", TagSpecifications=tags)
+    got = ec2.describe_key_pairs(Filters=[{"Name": "tag-key", "Values": ["order"]}])["KeyPairs"]
+    assert [k["KeyPairId"] for k in got] == [first["KeyPairId"], second["KeyPairId"]]
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ed")], check=True
+    )
+    imported = ec2.import_key_pair(
+        KeyName="imported-tagged",
+        PublicKeyMaterial=(tmp_path / "ed.pub").read_bytes(),
+        TagSpecifications=tags,
+    )
+    assert imported["Tags"] == [{"Key": "order", "Value": "z"}]
 
 
 def test_ed25519_and_filters_and_tags(clc: ClcFixture) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,7 +104,8 @@ def test_min_max_count_semantics(stack: Stack) -> None:
 def test_bad_requests(stack: Stack) -> None:
     ec2 = stack.ec2()
     for kwargs, code in (
-        ({"ImageId": "emi-nope"}, "InvalidAMIID.NotFound"),
+        ({"ImageId": "emi-0123456789abcdef0"}, "InvalidAMIID.NotFound"),
+        ({"ImageId": "emi-nope"}, "InvalidAMIID.Malformed"),
         ({"ImageId": IMAGE_ID, "InstanceType": "x9.huge"}, "InvalidInstanceType"),
         ({"ImageId": IMAGE_ID, "KeyName": "no-such-key"}, "InvalidKeyPair.NotFound"),
         ({"ImageId": IMAGE_ID, "SecurityGroups": ["no-such-group"]}, "InvalidGroup.NotFound"),
@@ -126,5 +128,126 @@ def test_client_token_is_idempotent(stack: Stack) -> None:
     b = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, ClientToken="tok-1")
     assert a["ReservationId"] == b["ReservationId"]
     ids = [i["InstanceId"] for i in a["Instances"]]
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")
+
+
+def test_malformed_ids_and_parameter_combinations(stack: Stack) -> None:
+    """EC2 tells a badly formed id (Malformed) from one that names nothing (NotFound)."""
+    ec2 = stack.ec2()
+
+    def fails(call, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            call(*args, **kwargs)
+        return str(err.value.response["Error"]["Code"])
+
+    for bad in ("bogus", "i-xyz!", "i-123"):
+        assert fails(ec2.describe_instances, InstanceIds=[bad]) == "InvalidInstanceID.Malformed"
+        assert fails(ec2.terminate_instances, InstanceIds=[bad]) == "InvalidInstanceID.Malformed"
+    assert fails(ec2.describe_instances, InstanceIds=["i-1234abcd"]) == (
+        "InvalidInstanceID.NotFound"
+    )
+    assert fails(ec2.describe_instance_status, InstanceIds=["x"]) == "InvalidInstanceID.Malformed"
+    assert fails(ec2.get_console_output, InstanceId="x") == "InvalidInstanceID.Malformed"
+    assert fails(ec2.describe_images, ImageIds=["bogus"]) == "InvalidAMIID.Malformed"
+    assert fails(ec2.deregister_image, ImageId="bogus") == "InvalidAMIID.Malformed"
+    assert fails(ec2.deregister_image, ImageId="emi-0123456789abcdef0") == (
+        "InvalidAMIID.NotFound"
+    )
+    assert fails(ec2.associate_address, PublicIp="203.0.113.1", InstanceId="bogus") == (
+        "InvalidInstanceID.Malformed"
+    )
+    ids = ["i-0123456789abcdef0"]
+    assert fails(ec2.describe_instances, InstanceIds=ids, MaxResults=5) == (
+        "InvalidParameterCombination"
+    )
+    assert fails(ec2.describe_instance_status, InstanceIds=ids, MaxResults=5) == (
+        "InvalidParameterCombination"
+    )
+
+
+def test_user_data_must_be_base64_and_terminated_instances_do_not_reboot(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    before = ec2.describe_instances()["Reservations"]
+    # boto3 base64-encodes UserData itself; send a raw, undecodable value.
+    client = stack.ec2()
+    client.meta.events.register(
+        "before-parameter-build.ec2.RunInstances",
+        lambda params, **_: params.update(UserData="!!! not base64"),
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        client.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, UserData="x")
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert ec2.describe_instances()["Reservations"] == before
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, UserData="hi")[
+            "Instances"
+        ]
+    ]
+    attr = ec2.describe_instance_attribute(InstanceId=ids[0], Attribute="userData")
+    assert base64.b64decode(attr["UserData"]["Value"]) == b"hi"
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.reboot_instances(InstanceIds=ids)
+    assert err.value.response["Error"]["Code"] == "IncorrectInstanceState"
+
+
+def test_more_describe_instances_filters(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1)["Instances"]
+    ]
+
+    def found(name: str, *values: str) -> bool:
+        got = ec2.describe_instances(
+            InstanceIds=ids, Filters=[{"Name": name, "Values": list(values)}]
+        )["Reservations"]
+        return bool(got)
+
+    assert found("tenancy", "default") and found("monitoring-state", "disabled")
+    assert found("source-dest-check", "true") and found("hypervisor", "xen")
+    assert found("virtualization-type", "hvm") and found("launch-time", "20*")
+    assert not found("vpc-id", "vpc-*") and not found("subnet-id", "*")
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(stack, ids, "terminated")
+    assert found("state-reason-code", "*") and found("reason", "*")
+
+
+def test_describe_instance_attribute_knows_every_ec2_attribute(stack: Stack) -> None:
+    ec2 = stack.ec2()
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1)["Instances"]
+    ]
+    for attribute in [
+        "instanceType",
+        "kernel",
+        "ramdisk",
+        "userData",
+        "disableApiTermination",
+        "disableApiStop",
+        "instanceInitiatedShutdownBehavior",
+        "rootDeviceName",
+        "blockDeviceMapping",
+        "productCodes",
+        "sourceDestCheck",
+        "groupSet",
+        "ebsOptimized",
+        "sriovNetSupport",
+        "enaSupport",
+        "enclaveOptions",
+    ]:
+        got = ec2.describe_instance_attribute(InstanceId=ids[0], Attribute=attribute)
+        assert got["InstanceId"] == ids[0], attribute
+    for bad in ("abc", "Kernel", "userdata"):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ec2.describe_instance_attribute(InstanceId=ids[0], Attribute=bad)
+        assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+        assert err.value.response["Error"]["Message"] == (
+            f"Value ({bad}) for parameter attribute is invalid. Unknown attribute."
+        )
     ec2.terminate_instances(InstanceIds=ids)
     wait_state(stack, ids, "terminated")

@@ -207,4 +207,67 @@ def test_describe_instance_types(clc: ClcFixture) -> None:
     assert {t["InstanceType"] for t in all_types} == {v.name for v in clc.config.vm_types}
     with pytest.raises(botocore.exceptions.ClientError) as err:
         ec2.describe_instance_types(InstanceTypes=["z9.enormous"])
-    assert code(err) == "InvalidParameterValue"
+    assert code(err) == "InvalidInstanceType"
+
+
+def test_ec2_validation_of_groups_and_rules(clc: ClcFixture) -> None:
+    """What peer EC2 suites check: codes for bad input, nothing stored after a failure."""
+    ec2 = clc.client(clc.bob)
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.create_security_group(GroupName="no-desc", Description="")
+    assert code(err) == "MissingParameter"
+    names = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+    assert "no-desc" not in names
+    gid = ec2.create_security_group(GroupName="checked", Description="d")["GroupId"]
+    for cidr in ("123.123.123.123", "banana", "300.1.1.1/32"):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ec2.authorize_security_group_ingress(
+                GroupId=gid, IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp=cidr
+            )
+        assert code(err) == "InvalidParameterValue", cidr
+    assert ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"] == []
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        ec2.describe_security_groups(GroupIds=[gid], MaxResults=5)
+    assert code(err) == "InvalidParameterCombination"
+
+
+def test_rule_descriptions_are_kept_and_do_not_change_rule_identity(clc: ClcFixture) -> None:
+    ec2 = clc.client(clc.bob)
+    gid = ec2.create_security_group(GroupName="described", Description="d")["GroupId"]
+    src = ec2.create_security_group(GroupName="described-src", Description="d")["GroupId"]
+    out = ec2.authorize_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 27017,
+                "ToPort": 27018,
+                "IpRanges": [
+                    {"CidrIp": "1.2.3.4/32", "Description": "austin"},
+                    {"CidrIp": "2.3.4.5/32"},
+                ],
+                "UserIdGroupPairs": [{"GroupId": src, "Description": "peers"}],
+            }
+        ],
+    )
+    assert [r["Description"] for r in out["SecurityGroupRules"]] == ["austin", "", "peers"]
+    perm = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"][0]
+    assert perm["IpRanges"] == [
+        {"CidrIp": "1.2.3.4/32", "Description": "austin"},
+        {"CidrIp": "2.3.4.5/32"},
+    ]
+    assert perm["UserIdGroupPairs"][0]["Description"] == "peers"
+    # Revoking names the rule without its description.
+    ec2.revoke_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 27017,
+                "ToPort": 27018,
+                "IpRanges": [{"CidrIp": "1.2.3.4/32"}, {"CidrIp": "2.3.4.5/32"}],
+                "UserIdGroupPairs": [{"GroupId": src}],
+            }
+        ],
+    )
+    assert ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"] == []

@@ -96,10 +96,10 @@ def test_wrong_secret_is_signature_does_not_match(cloud: Cloud) -> None:
     assert err.value.response["ResponseMetadata"]["RequestId"]
 
 
-def test_unknown_key_is_invalid_client_token(cloud: Cloud) -> None:
+def test_unknown_key_is_auth_failure(cloud: Cloud) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as err:
         ec2(cloud, access="AKIANOSUCHKEY0000000").describe_regions()
-    assert err.value.response["Error"]["Code"] == "InvalidClientTokenId"
+    assert err.value.response["Error"]["Code"] == "AuthFailure"
 
 
 def test_aws_cli_wrong_secret_fails_with_ec2_error(cloud: Cloud) -> None:

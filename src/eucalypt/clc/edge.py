@@ -10,6 +10,7 @@ its traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -32,13 +33,21 @@ XML = "text/xml;charset=UTF-8"
 _AUTH_ERRORS: dict[AuthFailure, type[ec2.Ec2Error]] = {
     AuthFailure.MISSING: ec2.MissingAuthenticationToken,
     AuthFailure.MALFORMED: ec2.AuthFailure,
-    AuthFailure.UNKNOWN_KEY: ec2.InvalidClientTokenId,
+    AuthFailure.UNKNOWN_KEY: ec2.AuthFailure,
     AuthFailure.INACTIVE_KEY: ec2.AuthFailure,
     AuthFailure.BAD_SIGNATURE: ec2.SignatureDoesNotMatch,
     AuthFailure.SKEWED: ec2.RequestExpired,
     AuthFailure.EXPIRED: ec2.RequestExpired,
     AuthFailure.PAYLOAD_MISMATCH: ec2.SignatureDoesNotMatch,
     AuthFailure.BAD_CHUNK: ec2.SignatureDoesNotMatch,
+}
+
+
+#: Where EC2 answers something other than MissingParameter for an absent required parameter.
+_MISSING: dict[tuple[str, str], Callable[[], ec2.Ec2Error]] = {
+    ("TerminateInstances", "InstanceId"): lambda: ec2.InvalidParameterCombination(
+        "No instances specified"
+    ),
 }
 
 
@@ -105,7 +114,13 @@ class Ec2Endpoint:
         # Parsing first (it raises InvalidAction for names EC2 does not have) means a
         # malformed request hears about its parameters even before we say the
         # action is not implemented here.
-        parsed: dict[str, Any] = self.protocol.parse_request(action, op_params)
+        try:
+            parsed: dict[str, Any] = self.protocol.parse_request(action, op_params)
+        except ec2.MissingParameter as exc:
+            override = _MISSING.get((action, exc.parameter))
+            if override is None:
+                raise
+            raise override() from None
         handler = ACTIONS.get(action)
         if handler is None:
             raise ec2.InvalidAction(f"The action {action} is not implemented by this cloud yet.")

@@ -21,7 +21,7 @@ from eucalypt.clc.actions.security_groups import ensure_default_group, find_grou
 from eucalypt.clc.actions.tagging import apply_tag_specifications
 from eucalypt.clc.context import Services
 from eucalypt.clc.ec2.errors import Ec2Error, InvalidParameterValue, not_found
-from eucalypt.clc.ids import new_id
+from eucalypt.clc.ids import IMAGE_PREFIXES, check_ids, new_id
 from eucalypt.clc.models import Image, Instance, KeyPair
 from eucalypt.clc.srs import CapacityError
 from eucalypt.config import VmType
@@ -90,6 +90,7 @@ def validate(
         raise InvalidParameterValue(
             "The request must contain the parameter ImageId", code="MissingParameter"
         )
+    check_ids([image_id], IMAGE_PREFIXES, "InvalidAMIID.Malformed")
     image = get_launchable(s, account, is_admin, image_id)
     if image.image_type != "machine":
         raise InvalidParameterValue(
@@ -131,7 +132,7 @@ def validate(
     user_data = params.get("UserData", "")
     if user_data:
         try:
-            decoded = base64.b64decode(user_data, validate=False)
+            decoded = base64.b64decode("".join(user_data.split()), validate=True)
         except (binascii.Error, ValueError):
             raise InvalidParameterValue("Invalid BASE64 encoding of user data.") from None
         if len(decoded) > MAX_USER_DATA:

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from eucalypt.cc.netapi import AssignAddressRequest
 from eucalypt.clc.actions.common import TagGetters, only_requested, tags_for
 from eucalypt.clc.actions.filters import apply_filters
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext, Services
 from eucalypt.clc.ec2.errors import Ec2Error, InvalidParameterValue, not_found
-from eucalypt.clc.ids import new_id
+from eucalypt.clc.ids import check_ids, new_id
 from eucalypt.clc.models import Address, Instance
 from eucalypt.rpc.errors import RemoteError
 
@@ -147,6 +148,12 @@ async def auto_assign(services: Services, instance_id: str, zone: str) -> None:
         await services.db.run(drop)
 
 
+def _drop(s: Session, public_ip: str) -> None:
+    addr = s.get(Address, public_ip)
+    if addr is not None:
+        s.delete(addr)
+
+
 def _owned(
     s: Session, ctx: RequestContext, public_ip: str | None, allocation_id: str | None
 ) -> Address:
@@ -183,7 +190,29 @@ def render(row: Address, private_ip: str | None, tags: list[dict[str, str]]) -> 
 
 async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     zone = params.get("NetworkBorderGroup")
+    domain = params.get("Domain", "standard")
+    if domain not in ("standard", "vpc"):
+        raise InvalidParameterValue(
+            f"Invalid value '{domain}' for domain; use standard (or vpc)."
+        )
+    if params.get("Address"):
+        raise InvalidParameterValue("Allocating a specific address (Address) is not supported.")
+    if zone and zone not in ctx.services.clusters:
+        raise InvalidParameterValue(f"Invalid network border group '{zone}'")
     row = await allocate(ctx.services, ctx.caller.account_id, zone)
+    specs = params.get("TagSpecifications")
+    if specs:
+
+        def tag(s: Session) -> None:
+            apply_tag_specifications(
+                s, ctx.caller.account_id, row.allocation_id, "elastic-ip", specs
+            )
+
+        try:
+            await ctx.services.db.run(tag)
+        except Exception:
+            await ctx.services.db.run(lambda s: _drop(s, row.public_ip))
+            raise
     return {
         "PublicIp": row.public_ip,
         "AllocationId": row.allocation_id,
@@ -196,6 +225,8 @@ async def associate_address(ctx: RequestContext, params: dict[str, Any]) -> dict
     instance_id = params.get("InstanceId")
     if not instance_id:
         raise InvalidParameterValue("InstanceId is required.", code="MissingParameter")
+
+    check_ids([instance_id], ("i",), "InvalidInstanceID.Malformed")
 
     def check(s: Session) -> tuple[Address, str | None]:
         row = _owned(s, ctx, params.get("PublicIp"), params.get("AllocationId"))
@@ -260,9 +291,8 @@ async def release_address(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         await unassign(ctx.services, row.public_ip)
 
     def work(s: Session) -> None:
-        addr = s.get(Address, row.public_ip)
-        if addr is not None:
-            s.delete(addr)
+        drop_tags(s, row.allocation_id)
+        _drop(s, row.public_ip)
 
     await ctx.services.db.run(work)
     return {}

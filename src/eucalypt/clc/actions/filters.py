@@ -18,11 +18,22 @@ Getter = Callable[[Any], Iterable[str]]
 
 
 def _pattern(value: str) -> re.Pattern[str]:
-    """EC2 wildcards: ``*`` any run, ``?`` one character, everything else literal."""
-    return re.compile(
-        "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value),
-        re.DOTALL,
-    )
+    """EC2 wildcards: ``*`` any run, ``?`` one character, everything else literal.
+
+    A backslash makes the next character literal (``\\*`` is a star, ``\\\\`` a backslash).
+    """
+    out: list[str] = []
+    chars = iter(value)
+    for ch in chars:
+        if ch == "\\":
+            out.append(re.escape(next(chars, "\\")))
+        elif ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
 
 
 def apply_filters(

@@ -38,10 +38,10 @@ from eucalypt.bundle.errors import BundleError
 from eucalypt.bundle.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, parse
 from eucalypt.clc.actions.common import TagGetters, tags_for
 from eucalypt.clc.actions.filters import apply_filters
-from eucalypt.clc.actions.tagging import apply_tag_specifications
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext, Services
 from eucalypt.clc.ec2.errors import InvalidParameterValue, UnauthorizedOperation, not_found
-from eucalypt.clc.ids import new_id
+from eucalypt.clc.ids import IMAGE_PREFIXES, check_ids, new_id
 from eucalypt.clc.models import Image, LaunchPermission, User, UserCertificate
 from eucalypt.clc.storage import ObjectMissing
 from eucalypt.rpc.keys import ComponentKeys
@@ -77,6 +77,7 @@ def get_launchable(s: Session, account: str, is_admin: bool, image_id: str) -> I
 
 
 def _own(s: Session, ctx: RequestContext, image_id: str) -> Image:
+    check_ids([image_id], IMAGE_PREFIXES, "InvalidAMIID.Malformed")
     image = s.get(Image, image_id)
     if image is None or not (ctx.is_admin or image.account_id == ctx.caller.account_id):
         raise not_found("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist")
@@ -297,6 +298,7 @@ async def describe_images(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     owners = params.get("Owners") or []
     executable_by = params.get("ExecutableBy") or []
     ids = params.get("ImageIds") or []
+    check_ids(ids, IMAGE_PREFIXES, "InvalidAMIID.Malformed")
 
     def work(s: Session) -> list[dict[str, Any]]:
         query = select(Image).where(visible(account, admin)).order_by(Image.id)
@@ -362,7 +364,9 @@ async def describe_images(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 
 async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     def work(s: Session) -> None:
-        s.delete(_own(s, ctx, params["ImageId"]))
+        image = _own(s, ctx, params["ImageId"])
+        drop_tags(s, image.id)
+        s.delete(image)
 
     await ctx.services.db.run(work)
     return {"Return": True}

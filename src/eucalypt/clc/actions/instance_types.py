@@ -55,7 +55,8 @@ async def describe_instance_types(ctx: RequestContext, params: dict[str, Any]) -
     for name in wanted:
         if name not in known:
             raise InvalidParameterValue(
-                f"The following supplied instance types do not exist: [{name}]"
+                f"The following supplied instance types do not exist: [{name}]",
+                code="InvalidInstanceType",
             )
     items = [render_type(t) for t in types if not wanted or t.name in wanted]
     items = apply_filters(

@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 from eucalypt.clc.actions.common import TagGetters, paginate, tags_for
 from eucalypt.clc.actions.filters import apply_filters
 from eucalypt.clc.context import RequestContext
-from eucalypt.clc.ec2.errors import InvalidParameterValue, not_found
+from eucalypt.clc.ec2.errors import (
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    not_found,
+)
+from eucalypt.clc.ids import check_ids
 from eucalypt.clc.instances import TERMINATED_VISIBLE, InstanceService
 from eucalypt.clc.models import Instance, SecurityGroup
 from eucalypt.nc.api import EC2_STATE_CODES, InstanceState
@@ -86,6 +91,7 @@ def render_instance(
 
 
 def _visible_rows(s: Session, ctx: RequestContext, ids: list[str]) -> list[Instance]:
+    check_ids(ids, ("i",), "InvalidInstanceID.Malformed")
     query = select(Instance).order_by(Instance.launch_time, Instance.id)
     if not ctx.is_admin:
         query = query.where(Instance.account_id == ctx.caller.account_id)
@@ -140,6 +146,23 @@ INSTANCE_FILTERS = TagGetters(
         "client-token": lambda i: [i.get("ClientToken", "")],
         "reservation-id": lambda i: [i["_reservation"]],
         "owner-id": lambda i: [i["_owner"]],
+        "reason": lambda i: [i["StateTransitionReason"]],
+        "state-reason-code": lambda i: [i.get("StateReason", {}).get("Code", "")],
+        "state-reason-message": lambda i: [i.get("StateReason", {}).get("Message", "")],
+        "launch-time": lambda i: [i["LaunchTime"].strftime("%Y-%m-%dT%H:%M:%S.000Z")],
+        "tenancy": lambda i: [i["Placement"]["Tenancy"]],
+        "monitoring-state": lambda i: [i["Monitoring"]["State"]],
+        "hypervisor": lambda i: [i["Hypervisor"]],
+        "virtualization-type": lambda i: [i["VirtualizationType"]],
+        "root-device-name": lambda i: [i["RootDeviceName"]],
+        "source-dest-check": lambda i: ["true" if i["SourceDestCheck"] else "false"],
+        "ebs-optimized": lambda i: ["false"],
+        # EC2-Classic style instances: in no VPC, subnet or placement group, no platform.
+        "vpc-id": lambda i: [],
+        "subnet-id": lambda i: [],
+        "placement-group-name": lambda i: [],
+        "platform": lambda i: [],
+        "instance-lifecycle": lambda i: [],
     }
 )
 
@@ -184,8 +207,17 @@ async def run_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     return reservations[0]
 
 
+def _no_max_results_with_ids(params: dict[str, Any]) -> None:
+    """EC2 refuses MaxResults together with InstanceId.N."""
+    if params.get("InstanceIds") and "MaxResults" in params:
+        raise InvalidParameterCombination(
+            "The parameter instancesSet cannot be used with the parameter maxResults"
+        )
+
+
 async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     ids = params.get("InstanceIds") or []
+    _no_max_results_with_ids(params)
 
     def work(s: Session) -> list[dict[str, Any]]:
         return _reservations(s, _visible_rows(s, ctx, ids))
@@ -227,6 +259,12 @@ async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[
         lambda s: [(r.id, r.zone, r.state) for r in _owned(s, ctx, ids)]
     )
     by_zone: dict[str, list[str]] = defaultdict(list)
+    for instance_id, _zone, state in rows:
+        if state in (InstanceState.TERMINATED.value, InstanceState.SHUTTING_DOWN.value):
+            raise InvalidParameterValue(
+                f"The instance '{instance_id}' is {state}; it cannot be rebooted.",
+                code="IncorrectInstanceState",
+            )
     for instance_id, zone, state in rows:
         if state == InstanceState.RUNNING.value:
             by_zone[zone].append(instance_id)
@@ -242,6 +280,7 @@ async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 async def describe_instance_status(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     ids = params.get("InstanceIds") or []
+    _no_max_results_with_ids(params)
     include_all = params.get("IncludeAllInstances", False)
 
     def work(s: Session) -> list[dict[str, Any]]:
@@ -314,6 +353,16 @@ async def get_console_output(ctx: RequestContext, params: dict[str, Any]) -> dic
     }
 
 
+#: Boolean instance attributes (attribute -> result member); all false but sourceDestCheck.
+FALSE_ATTRIBUTES = {
+    "disableApiTermination": "DisableApiTermination",
+    "disableApiStop": "DisableApiStop",
+    "ebsOptimized": "EbsOptimized",
+    "enaSupport": "EnaSupport",
+    "sourceDestCheck": "SourceDestCheck",
+}
+
+
 async def describe_instance_attribute(
     ctx: RequestContext, params: dict[str, Any]
 ) -> dict[str, Any]:
@@ -345,12 +394,20 @@ async def describe_instance_attribute(
                 for g in row.group_ids.split(",")
                 if g
             ]
-        elif attribute == "disableApiTermination":
-            out["DisableApiTermination"] = {"Value": False}
+        elif attribute in FALSE_ATTRIBUTES:
+            out[FALSE_ATTRIBUTES[attribute]] = {"Value": attribute == "sourceDestCheck"}
+        elif attribute == "sriovNetSupport":
+            out["SriovNetSupport"] = {"Value": "simple"}
         elif attribute == "blockDeviceMapping":
             out["BlockDeviceMappings"] = []
+        elif attribute == "productCodes":
+            out["ProductCodes"] = []
+        elif attribute == "enclaveOptions":
+            out["EnclaveOptions"] = {"Enabled": False}
         else:
-            raise InvalidParameterValue(f"Unsupported attribute '{attribute}'.")
+            raise InvalidParameterValue(
+                f"Value ({attribute}) for parameter attribute is invalid. Unknown attribute."
+            )
         return out
 
     return await ctx.services.db.run(work)

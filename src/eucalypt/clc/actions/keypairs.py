@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from eucalypt.clc import keys
 from eucalypt.clc.actions.common import TagGetters, only_requested, tags_for
 from eucalypt.clc.actions.filters import apply_filters
-from eucalypt.clc.actions.tagging import apply_tag_specifications
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext
 from eucalypt.clc.ec2.errors import InvalidParameterValue, duplicate
 from eucalypt.clc.ids import new_id
@@ -70,7 +70,19 @@ async def create_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         "KeyFingerprint": material.fingerprint,
         "KeyMaterial": material.private_pem,
         "KeyPairId": key_id,
+        **_created_tags(params),
     }
+
+
+def _created_tags(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"Tags": [...]}`` when the request tagged the new key pair (EC2 echoes them)."""
+    tags = [
+        {"Key": t["Key"], "Value": t.get("Value", "")}
+        for spec in params.get("TagSpecifications") or []
+        if spec.get("ResourceType", "key-pair") == "key-pair"
+        for t in spec.get("Tags", [])
+    ]
+    return {"Tags": tags} if tags else {}
 
 
 async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -78,12 +90,17 @@ async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     _check_name(name)
     try:
         material = keys.import_public(params["PublicKeyMaterial"])
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+    except (ValueError, UnicodeDecodeError, binascii.Error):
         raise InvalidParameterValue(
-            f"Key is not in valid OpenSSH public key format ({exc})", code="InvalidKey.Format"
+            "Key is not in valid OpenSSH public key format", code="InvalidKeyPair.Format"
         ) from None
     key_id = await _store_async(ctx, name, material, params)
-    return {"KeyName": name, "KeyFingerprint": material.fingerprint, "KeyPairId": key_id}
+    return {
+        "KeyName": name,
+        "KeyFingerprint": material.fingerprint,
+        "KeyPairId": key_id,
+        **_created_tags(params),
+    }
 
 
 def _render(pair: KeyPair, tags: list[dict[str, str]], include_public: bool) -> dict[str, Any]:
@@ -106,7 +123,11 @@ async def describe_key_pairs(ctx: RequestContext, params: dict[str, Any]) -> dic
     ids = params.get("KeyPairIds") or []
 
     def work(s: Session) -> list[dict[str, Any]]:
-        query = select(KeyPair).where(KeyPair.account_id == account).order_by(KeyPair.name)
+        query = (
+            select(KeyPair)
+            .where(KeyPair.account_id == account)
+            .order_by(KeyPair.created_at, KeyPair.name)
+        )
         pairs = list(s.scalars(query))
         tags = tags_for(s, [p.id for p in pairs])
         return [_render(p, tags.get(p.id, []), bool(params.get("IncludePublicKey"))) for p in pairs]
@@ -148,6 +169,7 @@ async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         pair = s.scalar(query)
         if pair is None:
             return None
+        drop_tags(s, pair.id)
         s.delete(pair)
         return pair.id
 

@@ -17,9 +17,16 @@ from sqlalchemy.orm import Session
 
 from eucalypt.clc.actions.common import TagGetters, only_requested, paginate, tags_for
 from eucalypt.clc.actions.filters import apply_filters
-from eucalypt.clc.actions.tagging import apply_tag_specifications
+from eucalypt.clc.actions.tagging import apply_tag_specifications, drop_tags
 from eucalypt.clc.context import RequestContext
-from eucalypt.clc.ec2.errors import Ec2Error, InvalidParameterValue, duplicate, not_found
+from eucalypt.clc.ec2.errors import (
+    Ec2Error,
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    MissingParameter,
+    duplicate,
+    not_found,
+)
 from eucalypt.clc.ids import new_id
 from eucalypt.clc.models import Instance, SecurityGroup, SecurityGroupRule
 
@@ -130,8 +137,18 @@ def _port(value: Any, what: str) -> int:
     return int(value)
 
 
-def _rule_keys(s: Session, ctx: RequestContext, params: dict[str, Any]) -> list[RuleKey]:
-    """The rules a request names, from IpPermissions or the legacy flat parameters."""
+def _rule_keys(
+    s: Session,
+    ctx: RequestContext,
+    params: dict[str, Any],
+    descriptions: dict[RuleKey, str] | None = None,
+) -> list[RuleKey]:
+    """The rules a request names, from IpPermissions or the legacy flat parameters.
+
+    Descriptions given on IpRanges / UserIdGroupPairs go into ``descriptions`` (they are
+    not part of a rule's identity: EC2 matches rules without them).
+    """
+    descriptions = {} if descriptions is None else descriptions
     perms = list(params.get("IpPermissions") or [])
     if not perms and params.get("IpProtocol"):
         perm: dict[str, Any] = {
@@ -155,6 +172,10 @@ def _rule_keys(s: Session, ctx: RequestContext, params: dict[str, Any]) -> list[
         raise InvalidParameterValue("No IpPermissions given.", code="MissingParameter")
     out: list[RuleKey] = []
     for perm in perms:
+        if "IpProtocol" not in perm:
+            raise InvalidParameterValue(
+                "The request must contain the parameter IpProtocol", code="MissingParameter"
+            )
         proto = PROTOCOLS.get(str(perm.get("IpProtocol", "")).lower())
         if proto is None:
             raise InvalidParameterValue(
@@ -170,11 +191,18 @@ def _rule_keys(s: Session, ctx: RequestContext, params: dict[str, Any]) -> list[
             )
         sources: list[tuple[str | None, str | None]] = []
         for rng in perm.get("IpRanges") or []:
+            raw = str(rng.get("CidrIp", ""))
             try:
-                cidr = str(ipaddress.ip_network(rng["CidrIp"], strict=False))
+                if "/" not in raw:
+                    raise ValueError(raw)
+                cidr = str(ipaddress.IPv4Network(raw, strict=False))
             except ValueError:
-                raise InvalidParameterValue(f"Invalid CIDR '{rng.get('CidrIp')}'") from None
+                raise InvalidParameterValue(
+                    f"CIDR block {raw} is malformed", code="InvalidParameterValue"
+                ) from None
             sources.append((cidr, None))
+            if rng.get("Description"):
+                descriptions[RuleKey(proto, lo, hi, cidr, None)] = str(rng["Description"])
         for pair in perm.get("UserIdGroupPairs") or []:
             src = find_group(
                 s,
@@ -184,6 +212,8 @@ def _rule_keys(s: Session, ctx: RequestContext, params: dict[str, Any]) -> list[
                 is_admin=True,
             )
             sources.append((None, src.id))
+            if pair.get("Description"):
+                descriptions[RuleKey(proto, lo, hi, None, src.id)] = str(pair["Description"])
         if not sources:
             raise InvalidParameterValue(
                 "A permission needs IpRanges or UserIdGroupPairs.", code="MissingParameter"
@@ -196,11 +226,20 @@ def _key(rule: SecurityGroupRule) -> RuleKey:
     return RuleKey(rule.protocol, rule.from_port, rule.to_port, rule.cidr, rule.source_group_id)
 
 
+def _display_order(rule: SecurityGroupRule) -> tuple[int, int, int, str]:
+    """Rules by protocol and ports, then CIDRs in address order, then source groups."""
+    if rule.cidr:
+        net = ipaddress.ip_network(rule.cidr, strict=False)
+        where = f"{int(net.network_address):010d}/{net.prefixlen:02d}"
+        return (rule.from_port, rule.to_port, 0, where)
+    return (rule.from_port, rule.to_port, 1, rule.source_group_id or "")
+
+
 def render_group(
     group: SecurityGroup, tags: list[dict[str, str]], names: dict[str, SecurityGroup]
 ) -> dict[str, Any]:
     perms: dict[tuple[str, int, int], dict[str, Any]] = {}
-    for rule in sorted(group.rules, key=lambda r: r.id):
+    for rule in sorted(group.rules, key=_display_order):
         key = (rule.protocol, rule.from_port, rule.to_port)
         perm = perms.get(key)
         if perm is None:
@@ -214,8 +253,9 @@ def render_group(
             if rule.protocol != "-1":
                 perm["FromPort"], perm["ToPort"] = rule.from_port, rule.to_port
             perms[key] = perm
+        described = {"Description": rule.description} if rule.description else {}
         if rule.cidr:
-            perm["IpRanges"].append({"CidrIp": rule.cidr})
+            perm["IpRanges"].append({"CidrIp": rule.cidr, **described})
         elif rule.source_group_id:
             src = names.get(rule.source_group_id)
             perm["UserIdGroupPairs"].append(
@@ -223,6 +263,7 @@ def render_group(
                     "GroupId": rule.source_group_id,
                     "GroupName": src.name if src else "",
                     "UserId": src.account_id if src else "",
+                    **described,
                 }
             )
     return {
@@ -247,6 +288,8 @@ def render_group(
 async def create_security_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     account = ctx.caller.account_id
     name, description = params["GroupName"], params["Description"]
+    if not description:
+        raise MissingParameter("The request must contain the parameter GroupDescription")
     if not name or len(name) > 255 or name.startswith("sg-"):
         raise InvalidParameterValue("Group names are 1-255 characters and may not start with sg-.")
     if len(description) > 255:
@@ -302,6 +345,7 @@ async def delete_security_group(ctx: RequestContext, params: dict[str, Any]) -> 
         if ref is not None:
             raise InvalidGroupInUse(f"Group {group.id} is used by rules of group {ref.group_id}")
         gid = group.id
+        drop_tags(s, gid)
         s.delete(group)
         return gid
 
@@ -313,6 +357,10 @@ async def delete_security_group(ctx: RequestContext, params: dict[str, Any]) -> 
 
 async def describe_security_groups(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     account = ctx.caller.account_id
+    if (params.get("GroupIds") or params.get("GroupNames")) and "MaxResults" in params:
+        raise InvalidParameterCombination(
+            "The parameter groupIdSet cannot be used with the parameter maxResults"
+        )
 
     def work(s: Session) -> list[dict[str, Any]]:
         ensure_default_group(s, account)
@@ -371,7 +419,8 @@ async def authorize_security_group_ingress(
         group = _target(s, ctx, params)
         existing = {_key(r) for r in group.rules}
         added = []
-        for key in _rule_keys(s, ctx, params):
+        descriptions: dict[RuleKey, str] = {}
+        for key in _rule_keys(s, ctx, params, descriptions):
             if key in existing:
                 raise duplicate(
                     "InvalidPermission.Duplicate",
@@ -379,7 +428,12 @@ async def authorize_security_group_ingress(
                     f"{key.protocol.upper()}, from port: {key.from_port}, "
                     f'to port: {key.to_port}, ALLOW" already exists',
                 )
-            rule = SecurityGroupRule(id=new_id("sgr"), group_id=group.id, **key.__dict__)
+            rule = SecurityGroupRule(
+                id=new_id("sgr"),
+                group_id=group.id,
+                description=descriptions.get(key, ""),
+                **key.__dict__,
+            )
             s.add(rule)
             existing.add(key)
             added.append(
@@ -392,6 +446,12 @@ async def authorize_security_group_ingress(
                     "FromPort": key.from_port,
                     "ToPort": key.to_port,
                     **({"CidrIpv4": key.cidr} if key.cidr else {}),
+                    **(
+                        {"ReferencedGroupInfo": {"GroupId": key.source_group_id}}
+                        if key.source_group_id
+                        else {}
+                    ),
+                    "Description": descriptions.get(key, ""),
                 }
             )
         return group.id, added

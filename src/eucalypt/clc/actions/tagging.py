@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from eucalypt.clc.actions.common import paginate
-from eucalypt.clc.actions.filters import apply_filters
+from eucalypt.clc.actions.filters import Getter, apply_filters
 from eucalypt.clc.context import RequestContext
 from eucalypt.clc.ec2.errors import InvalidParameterValue, not_found
+from eucalypt.clc.ids import well_formed
 from eucalypt.clc.models import Address, Image, Instance, KeyPair, SecurityGroup, Tag
 
 # id prefix -> (model, resource type as EC2 names it, not-found code)
@@ -41,7 +43,7 @@ def _owned_type(s: Session, account: str, resource_id: str, is_admin: bool) -> s
     """The resource's EC2 type name; NotFound when it does not exist or is not the caller's."""
     prefix = resource_id.split("-", 1)[0]
     entry = RESOURCES.get(prefix)
-    if entry is None:
+    if entry is None or not well_formed(resource_id, [prefix]):
         raise InvalidParameterValue(f"Invalid id: '{resource_id}'", code="InvalidID")
     model, type_name, code = entry
     key = Address.allocation_id if model is Address else model.id
@@ -49,6 +51,11 @@ def _owned_type(s: Session, account: str, resource_id: str, is_admin: bool) -> s
     if row is None or (not is_admin and row.account_id != account):
         raise not_found(code, f"The ID '{resource_id}' does not exist")
     return type_name
+
+
+def drop_tags(s: Session, resource_id: str) -> None:
+    """The resource is gone: so are its tags (DescribeTags must not list them)."""
+    s.execute(delete(Tag).where(Tag.resource_id == resource_id))
 
 
 def set_tags(
@@ -123,6 +130,26 @@ async def delete_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     return {}
 
 
+class _TagFilters(dict[str, Getter]):
+    """DescribeTags filters; ``tag:<key>`` keeps the tags with that key and a matching value."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name.startswith("tag:"):
+            key = name[4:]
+            return lambda t: [t["Value"]] if t["Key"] == key else []
+        return super().get(name, default)
+
+
+TAG_FILTERS = _TagFilters(
+    {
+        "resource-id": lambda t: [t["ResourceId"]],
+        "resource-type": lambda t: [t["ResourceType"]],
+        "key": lambda t: [t["Key"]],
+        "value": lambda t: [t["Value"]],
+    }
+)
+
+
 async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     account, admin = ctx.caller.account_id, ctx.is_admin
 
@@ -130,6 +157,19 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         query = select(Tag).order_by(Tag.resource_id, Tag.key)
         if not admin:
             query = query.where(Tag.account_id == account)
+        # Instances terminated long ago are gone from DescribeInstances, and their tags too.
+        from eucalypt.clc.instances import TERMINATED_VISIBLE  # (it imports this module)
+
+        cutoff = datetime.now(UTC) - TERMINATED_VISIBLE
+        gone = {
+            instance_id
+            for instance_id, ended in s.execute(
+                select(Instance.id, Instance.terminated_at).where(
+                    Instance.terminated_at.is_not(None)
+                )
+            )
+            if ended.replace(tzinfo=ended.tzinfo or UTC) < cutoff
+        }
         return [
             {
                 "ResourceId": t.resource_id,
@@ -138,18 +178,10 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
                 "Value": t.value,
             }
             for t in s.scalars(query)
+            if t.resource_id not in gone
         ]
 
-    items = apply_filters(
-        await ctx.services.db.run(work),
-        params.get("Filters"),
-        {
-            "resource-id": lambda t: [t["ResourceId"]],
-            "resource-type": lambda t: [t["ResourceType"]],
-            "key": lambda t: [t["Key"]],
-            "value": lambda t: [t["Value"]],
-        },
-    )
+    items = apply_filters(await ctx.services.db.run(work), params.get("Filters"), TAG_FILTERS)
     page, token = paginate(items, params.get("MaxResults"), params.get("NextToken"))
     result: dict[str, Any] = {"Tags": page}
     if token:

@@ -115,10 +115,11 @@ class MissingAction(Ec2Error):
 
 
 class MissingParameter(Ec2Error):
-    """A parameter the operation requires is absent."""
+    """A parameter the operation requires is absent (``parameter``: its wire name, if known)."""
 
     code = "MissingParameter"
     status = 400
+    parameter: str = ""
 
 
 class InvalidParameterValue(Ec2Error):

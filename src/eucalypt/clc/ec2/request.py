@@ -181,9 +181,11 @@ class RequestParser:
             result[member_name] = self._value(child, member_shape, child_path)
         for member_name, name in plan.required:
             if member_name not in result:
-                raise MissingParameter(
+                missing = MissingParameter(
                     f"The request must contain the parameter {_join(path, name)}"
                 )
+                missing.parameter = _join(path, name)
+                raise missing
         return result
 
     def _indexed(self, node: _Node, path: str) -> list[tuple[int, str, _Node]]:
