@@ -167,7 +167,7 @@ class NodeMetadata:
         self.guarded: dict[str, Guarded] = {}
         self._lock = asyncio.Lock()
         self._serving = False
-        self._touched = False  # whether we ever wrote (or checked) the tables
+        self._touched = False  # whether tables of ours may be on the host
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ instances
@@ -262,6 +262,7 @@ class NodeMetadata:
         self._touched = True
         await nftables.apply(self.run, metadata_tables(guarded, macs, self.port), self.netns)
         if not guarded:
+            self._touched = False  # nothing of ours is left: the monitor need not look
             await self._stop_proxy()
 
     async def _sync_quietly(self) -> None:
