@@ -153,6 +153,12 @@ class NcConfig(ServiceConfig):
     # terminated instances stay visible in DescribeInstances.
     monitor_seconds: float = 5.0
     terminated_retention_seconds: float = 3600.0
+    # Instance metadata where the NC intercepts it (SYSTEM, and STATIC without the CC
+    # as router; NetworkSpec.node_metadata): the NC's proxy port, opened in nc.netns
+    # (or the host's namespace) on the instances' bridge, and the CLC metadata
+    # service behind it ("" = the CLC of this configuration, clc.url).
+    metadata_port: int = 8780
+    metadata_upstream: str = ""
 
 
 class ClusterRef(BaseModel):

@@ -1,4 +1,4 @@
-"""The instance metadata service as an instance sees it (through a CC-signed proxy request)."""
+"""The instance metadata service as an instance sees it (through a CC- or NC-signed proxy)."""
 
 from __future__ import annotations
 
@@ -107,15 +107,23 @@ def test_imdsv2_tokens(clc: ClcFixture, instance: str) -> None:
         assert stolen.status_code in (401, 404)
 
 
-def test_only_the_cc_may_ask(clc: ClcFixture, instance: str) -> None:
+def test_the_nodes_proxy_may_ask_too(clc: ClcFixture, instance: str) -> None:
+    """SYSTEM/STATIC modes: the NC's proxy signs with the NC's key (eucalypt.nc.metadata)."""
+    with as_instance(clc, instance, component="nc") as http:
+        assert http.get("/latest/meta-data/instance-id").text == instance
+        assert http.get("/latest/meta-data/local-ipv4").text == "10.1.0.5"
+
+
+def test_only_the_cc_or_nc_may_ask(clc: ClcFixture, instance: str) -> None:
     assert (
         httpx.get(
             f"{clc.url}/latest/meta-data/instance-id", headers={"x-eucalypt-instance-id": instance}
         ).status_code
         == 403
     )
-    with as_instance(clc, instance, component="walrus") as http:
-        assert http.get("/latest/meta-data/instance-id").status_code == 403
+    for other in ("walrus", "clc"):
+        with as_instance(clc, instance, component=other) as http:
+            assert http.get("/latest/meta-data/instance-id").status_code == 403
     # The instance header must be signed: a header added after signing is refused.
     cred = ComponentKeys.load(clc.config.keys_dir).credential("cc")
     with httpx.Client(

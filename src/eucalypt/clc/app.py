@@ -105,8 +105,8 @@ def create_app(config: Config) -> FastAPI:
     router.mount(app)
     endpoint = Ec2Endpoint(services, users, Ec2Protocol())
     app.add_route("/", endpoint.handle, methods=["GET", "POST"], include_in_schema=False)
-    # The instance metadata service, reached through each CC's proxy.
-    metadata = MetadataService(services, keys.store(["cc"]))
+    # The instance metadata service, reached through the CCs' or the NCs' proxies.
+    metadata = MetadataService(services, keys.store(["cc", "nc"]))
     for prefix in ("/latest", "/2009-04-04"):
         app.add_route(prefix, metadata.handle, methods=["GET", "PUT"], include_in_schema=False)
         app.add_route(

@@ -1,9 +1,13 @@
 """The instance metadata service (EC2 IMDS v1 and v2, cloud-init compatible).
 
-Instances reach 169.254.169.254:80; the CC of their cluster proxies that to
+Instances reach 169.254.169.254:80; a proxy on their path forwards that to
 the CLC and says which instance is asking (header ``x-eucalypt-instance-id``
-on a request SigV4-signed with the CC's component key, the header among the
-signed ones). An instance only ever sees its own data.
+on a request SigV4-signed with a trusted component's key, the header among
+the signed ones). The proxy is the CC's (MANAGED modes, and STATIC when the
+CC is the router) or the node's (SYSTEM and STATIC: the NC identifies the
+instance by its tap and MAC), so requests signed with the CC's or the NCs'
+component key are trusted (``TRUSTED``). An instance only ever sees its own
+data.
 
 IMDSv2: ``PUT /latest/api/token`` with ``X-aws-ec2-metadata-token-ttl-seconds``
 returns a token bound to the instance; requests that carry
@@ -37,6 +41,8 @@ INSTANCE_HEADER = "x-eucalypt-instance-id"
 TOKEN_HEADER = "x-aws-ec2-metadata-token"
 TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
 MAX_TTL = 21600
+#: The components whose metadata proxies the CLC believes about who is asking.
+TRUSTED = frozenset({"component:cc", "component:nc"})
 
 Tree = dict[str, Any]
 
@@ -68,7 +74,7 @@ class MetadataService:
             result = await authenticate(http, self.components, services=("eucalypt",))
         except AuthError:
             return None
-        if result.credential.principal != "component:cc":
+        if result.credential.principal not in TRUSTED:
             return None
         if INSTANCE_HEADER not in _signed_headers(request.headers.get("authorization", "")):
             return None

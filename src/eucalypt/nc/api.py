@@ -128,6 +128,10 @@ class NetworkSpec(BaseModel):
     # the NC only stores it, so a restarted CC can put the instance back in its group.
     network_id: str | None = None
     metadata_forward: str | None = None
+    # bridge mode, SYSTEM and STATIC (the CC is not on the instances' path): the NC
+    # itself brings the tap's 169.254.169.254:80 to its metadata proxy (nc.metadata_port)
+    # and pins the tap to ``mac`` (eucalypt.nc.metadata).
+    node_metadata: bool = False
     # user mode only: host ports forwarded to guest ports (e.g. {"2222": 22}).
     host_forwards: dict[int, int] = Field(default_factory=dict)
 

@@ -4,7 +4,9 @@
 and registers the NC's operations; every one accepts only the CC's key and
 cloud administrators. At startup the service reconciles its instance
 directories with the hypervisor; at shutdown running domains are left
-running (a restarted NC adopts them). With ``nc.netns`` the NC makes sure
+running (a restarted NC adopts them). Where the CC asks for it (SYSTEM and
+STATIC modes), the NC serves its instances' metadata itself
+(:mod:`eucalypt.nc.metadata`). With ``nc.netns`` the NC makes sure
 that namespace exists before it reconciles (its taps and their QEMUs live
 there); the NC's own server stays in the host's namespace.
 """
@@ -35,6 +37,7 @@ from eucalypt.nc.cache import FetchSettings, ImageCache
 from eucalypt.nc.commands import Runner, run_command
 from eucalypt.nc.endpoint import Endpoints
 from eucalypt.nc.hypervisors import Hypervisor, make_driver
+from eucalypt.nc.metadata import NodeMetadata
 from eucalypt.nc.service import NodeParts, NodeService, NodeSettings
 from eucalypt.net.local import ensure_netns
 from eucalypt.net.runner import CommandRunner
@@ -70,6 +73,13 @@ def create_app(
             cache=cache,
             endpoints=Endpoints(run, netns=config.nc.netns or None),
             runner=run,
+            metadata=NodeMetadata(
+                port=config.nc.metadata_port,
+                upstream=config.nc.metadata_upstream or config.clc.url,
+                credential=keys.credential("nc"),
+                region=config.region,
+                netns=config.nc.netns or None,
+            ),
         ),
     )
 

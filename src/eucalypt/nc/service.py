@@ -44,6 +44,7 @@ from eucalypt.nc.errors import (
     InsufficientCapacity,
     InvalidParameter,
     LaunchError,
+    NetworkSetupError,
 )
 from eucalypt.nc.hypervisors.base import DomainSpec, HostResources, Hypervisor, NicSpec
 from eucalypt.nc.instances import (
@@ -54,6 +55,7 @@ from eucalypt.nc.instances import (
     check_instance_id,
     utcnow,
 )
+from eucalypt.nc.metadata import NodeMetadata
 from eucalypt.nc.reconcile import reconcile
 
 log = logging.getLogger("eucalypt.nc.service")
@@ -95,6 +97,8 @@ class NodeParts:
     cache: ImageCache
     endpoints: Endpoints
     runner: Runner
+    # Metadata for instances whose spec asks the node for it (SYSTEM/STATIC modes).
+    metadata: NodeMetadata | None = None
 
 
 class NodeService:
@@ -106,6 +110,7 @@ class NodeService:
         self.cache = parts.cache
         self.endpoints = parts.endpoints
         self.runner = parts.runner
+        self.metadata = parts.metadata
         self.store = InstanceStore(settings.instances_dir)
         self._instances: dict[str, Instance] = {}
         self._host: HostResources | None = None
@@ -138,6 +143,7 @@ class NodeService:
                 )
                 continue
             await self.store.remove(path.name)
+        await self._adopt_metadata(found.adopted)
         if self.settings.monitor_seconds > 0:
             self._monitor = asyncio.create_task(self._monitor_forever(), name="nc-monitor")
         log.info(
@@ -163,7 +169,26 @@ class NodeService:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if self.metadata is not None:
+            try:
+                await self.metadata.close()
+            except Exception:
+                log.exception("cannot remove the metadata rules")
         await self.cache.aclose()
+
+    async def _adopt_metadata(self, adopted: list[InstanceRecord]) -> None:
+        """The node's metadata rules for the adopted instances (stale ones go)."""
+        if self.metadata is None or self.driver.simulated:
+            return
+        found = [
+            (r.instance_id, r.tap, r.request.network)
+            for r in adopted
+            if r.tap and r.request.network.node_metadata
+        ]
+        try:
+            await self.metadata.adopt(found)
+        except Exception:
+            log.exception("cannot restore the metadata rules of adopted instances")
 
     # ------------------------------------------------------------------ resources
     def host(self) -> HostResources:
@@ -329,6 +354,13 @@ class NodeService:
                     rec.tap = tap_name(req.instance_id)
                     await self.store.save(rec)
                 tap = await self.endpoints.create(req.instance_id, req.network)
+                if tap and req.network.node_metadata and self.metadata is not None:
+                    try:
+                        await self.metadata.add(req.instance_id, tap, req.network)
+                    except Exception as exc:
+                        raise NetworkSetupError(
+                            f"cannot serve metadata on tap {tap}: {exc}"
+                        ) from exc
         net = req.network
         kind = {"bridge": "tap", "user": "user", "none": "none"}[net.mode]
         nic = NicSpec(
@@ -411,6 +443,12 @@ class NodeService:
             return errors  # never delete the files of a domain that may still run
         with contextlib.suppress(Exception):
             inst.final_console = await self.driver.console_output(iid, workdir, CONSOLE_LIMIT)
+        if rec.tap and self.metadata is not None:
+            try:
+                await self.metadata.remove(iid)
+            except Exception as exc:
+                log.exception("metadata rules not removed", extra={"instance_id": iid})
+                errors.append(f"metadata rules: {exc}")
         if rec.tap:
             try:
                 await self.endpoints.delete(rec.tap)
@@ -495,6 +533,11 @@ class NodeService:
                 await self._reattach()
             except Exception:
                 log.exception("tap check failed")
+            if self.metadata is not None:
+                try:
+                    await self.metadata.sync()
+                except Exception:
+                    log.exception("metadata rules check failed")
 
     async def _reattach(self) -> list[str]:
         """Running instances' taps back on their bridges (see ``Endpoints.reattach``)."""

@@ -11,6 +11,7 @@ from eucalypt.cc.network.static import StaticNetwork
 from eucalypt.config import CcConfig, Config
 from tests.cc.network.topology import launch_spec, metadata_upstream
 from tests.net.helpers import Lab, needs_root, run_async
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -50,6 +51,8 @@ async def test_static_pairs_are_handed_out_and_reclaimed() -> None:
                 s1 = await net.prepare(launch_spec("i-00001", "default"), node)
                 s2 = await net.prepare(launch_spec("i-00002", "default"), node)
                 assert {(s1.mac, s1.private_ip), (s2.mac, s2.private_ip)} == set(PAIRS.items())
+                # the CC is the router (10.77.0.1 is its address): it serves the metadata
+                assert not s1.node_metadata and not s2.node_metadata
                 with pytest.raises(NoFreeAddress):
                     await net.prepare(launch_spec("i-00003", "default"), node)
 
@@ -75,3 +78,32 @@ async def test_static_pairs_are_handed_out_and_reclaimed() -> None:
             saved = (await lab.sh(cc, "iptables-save")).stdout
             assert "EUCA" not in saved
             assert await lab.pids_in(cc) == []
+
+
+@run_async
+async def test_static_without_the_cc_as_router_asks_the_nodes_for_metadata() -> None:
+    async with Lab() as lab:
+        cc = await lab.netns("scc")
+        await lab.sh(cc, "ip", "link", "add", "eucabr0", "type", "bridge")
+        await lab.sh(cc, "ip", "addr", "add", "10.77.0.5/24", "dev", "eucabr0")
+        await lab.sh(cc, "ip", "link", "set", "eucabr0", "up")
+        config = Config(
+            data_dir=lab.dir / "static",
+            cc=CcConfig(
+                network_mode="STATIC",
+                network_netns=cc,
+                network_state_dir=str(lab.dir / "static-net"),
+                static_pairs=PAIRS,
+                static_subnet="10.77.0.0/24",
+                static_router="10.77.0.1",  # the site's router, not the CC
+                metadata_port=free_port(),
+            ),
+        )
+        net = StaticNetwork(config)
+        await net.start()
+        try:
+            assert not net.cc_routes
+            s1 = await net.prepare(launch_spec("i-00001", "default"), "http://10.77.0.100:8775")
+            assert s1.node_metadata and s1.bridge == "eucabr0"
+        finally:
+            await net.stop()

@@ -131,12 +131,15 @@ class MetadataStandIn:
     """The CLC's metadata service as far as the test guest needs it (IMDSv1), on 127.0.0.1.
 
     Like the real one it answers only requests the CC's proxy signed with the CC's
-    component key, naming the instance in a signed header: instance-id (that
+    component key (``principal``: the NC's, for SYSTEM mode), naming the instance in a
+    signed header: instance-id (that
     header) and public-keys/0/openssh-key (the test's key); anything else 404,
     PUT (IMDSv2 tokens) 405. ``seen`` records (instance id, instance ip) per answer.
     """
 
-    def __init__(self, cc_store: StaticCredentialStore, public_key: str) -> None:
+    def __init__(
+        self, cc_store: StaticCredentialStore, public_key: str, principal: str = "component:cc"
+    ) -> None:
         self.seen: list[tuple[str, str]] = []
         self.refused = 0
         stand_in = self
@@ -150,7 +153,7 @@ class MetadataStandIn:
                 return None
             auth = handler.headers.get("authorization", "")
             signed = auth.partition("SignedHeaders=")[2].partition(",")[0].split(";")
-            if result.credential.principal != "component:cc":
+            if result.credential.principal != principal:
                 return None
             if INSTANCE_ID_HEADER.lower() not in signed:
                 return None

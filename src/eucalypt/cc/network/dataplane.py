@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eucalypt.auth.credentials import Credential
-from eucalypt.cc.network.metadata import Lookup, MetadataProxy
 from eucalypt.config import Config
 from eucalypt.net import state as host_state
 from eucalypt.net.dnsmasq import DhcpHost, DhcpRange, Dnsmasq
 from eucalypt.net.local import runtime_state_dir
+from eucalypt.net.metadata import Lookup, MetadataProxy
 from eucalypt.net.runner import CommandRunner, Runner
 from eucalypt.net.state import HostState
 

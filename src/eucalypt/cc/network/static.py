@@ -4,8 +4,11 @@ Instances' taps join the site bridge (``cc.bridge``) as in SYSTEM mode, but
 the CC serves DHCP on its interface on that LAN (``static_interface``) with
 a fixed lease for each pair in use, and only for those: a pair is handed
 out at launch and taken back (its lease removed) at terminate. When the CC
-is the instances' router (``static_router`` is its address), it also
-redirects their metadata requests to its proxy. Groups are recorded, not
+is the instances' router (``static_router`` is an address of its
+``static_interface``, read at start), it also redirects their metadata
+requests to its proxy; otherwise the instances' metadata never passes the
+CC, and each spec asks the node to serve it (``node_metadata``, as in
+SYSTEM mode: :mod:`eucalypt.nc.metadata`). Groups are recorded, not
 enforced (the paper's STATIC mode has no isolation).
 """
 
@@ -25,6 +28,7 @@ from eucalypt.cc.network.groups import GroupBook
 from eucalypt.config import Config
 from eucalypt.nc.api import NetworkSpec
 from eucalypt.net.dnsmasq import DhcpHost, DhcpRange
+from eucalypt.net.links import read_links
 from eucalypt.net.runner import Runner
 from eucalypt.net.state import HostState
 
@@ -57,6 +61,8 @@ class StaticNetwork(GroupBook):
         self.bridge = cc.bridge
         self.interface = cc.static_interface or cc.bridge
         self.metadata_port = cc.metadata_port
+        # Whether the CC is the instances' router (so it sees their metadata requests).
+        self.cc_routes = False
         self.assigned: dict[str, tuple[str, IPv4Address]] = {}
         self.lock = asyncio.Lock()
         self.started = False
@@ -97,6 +103,7 @@ class StaticNetwork(GroupBook):
                 bridge=self.bridge,
                 private_ip=str(ip),
                 network_id=spec.network.network or None,
+                node_metadata=not self.cc_routes,
             )
 
     async def release(self, instance_id: str) -> None:
@@ -142,7 +149,20 @@ class StaticNetwork(GroupBook):
     async def _sync(self) -> None:
         await self.plane.sync(*self.desired())
 
+    async def routes(self) -> bool:
+        """Whether ``static_router`` is an address of the CC's interface on the LAN."""
+        if self.router is None:
+            return False
+        links = await read_links(self.plane.runner, self.plane.netns)
+        have = links.get(self.interface)
+        return have is not None and any(a.split("/")[0] == self.router for a in have.addresses)
+
     async def start(self) -> None:
+        self.cc_routes = await self.routes()
+        log.info(
+            "static network",
+            extra={"router": self.router, "metadata": "cc" if self.cc_routes else "nodes"},
+        )
         await self.plane.start()
         async with self.lock:
             await self._sync()

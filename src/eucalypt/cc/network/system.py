@@ -2,8 +2,17 @@
 
 The site's DHCP server gives out addresses and the site's router routes;
 the CC only picks MACs. Groups are recorded, not enforced (the paper's
-SYSTEM mode has no isolation). The metadata service is the site's to route
-(169.254.169.254 is not on a path the CC controls in this mode).
+SYSTEM mode has no isolation).
+
+Metadata: an instance's requests to 169.254.169.254:80 go to the site's
+router and never pass the CC, so every spec asks the NODE to serve them
+(``NetworkSpec.node_metadata``). The NC intercepts them on its bridge with
+nftables (frames from the instance's tap to 169.254.169.254:80 are handed to
+the node's own stack and redirected to the NC's metadata proxy), names the
+instance by its MAC (the tap is pinned to it) and forwards to the CLC with
+the instance id signed by the NC's key: :mod:`eucalypt.nc.metadata`. The
+node's bridge must hold an IPv4 address on the instances' LAN (the replies
+come from it), as the paper's SYSTEM mode has the node's address on br0.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ class SystemNetwork(GroupBook):
             mac=spec.network.mac or instance_mac(spec.instance_id),
             bridge=self.bridge,
             network_id=spec.network.network or None,
+            node_metadata=True,
         )
 
     async def release(self, instance_id: str) -> None:
