@@ -32,7 +32,7 @@ from eucalypt.nc.api import (
     RunInstanceRequest,
     VmSpec,
 )
-from eucalypt.nc.commands import CommandResult, run_command
+from eucalypt.net.runner import CommandResult, CommandRunner
 from eucalypt.rpc import ComponentKeys
 from tests.support.servers import free_port
 
@@ -124,10 +124,19 @@ class FakeIp:
         self.taps: set[str] = set()
         self.delegate = delegate
 
-    async def __call__(self, argv: Sequence[str]) -> CommandResult:
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        netns: str | None = None,
+        check: bool = True,
+        readonly: bool = False,
+        timeout: float | None = None,
+    ) -> CommandResult:
         argv = list(argv)
         if argv[0] != "ip" and self.delegate:
-            return await run_command(argv)
+            return await CommandRunner().run(argv, check=check, timeout=timeout)
         self.commands.append(argv)
         rc, err = 0, ""
         match argv:
@@ -143,7 +152,8 @@ class FakeIp:
                     rc, err = 1, f'Cannot find device "{tap}"'
             case _:
                 rc, err = 127, "unexpected command"
-        return CommandResult(tuple(argv), rc, "", err)
+        result = CommandResult(tuple(argv), rc, "", err)
+        return result.check() if check else result
 
 
 # --------------------------------------------------------------------------- image server

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from eucalypt.nc.api import NetworkSpec
-from eucalypt.nc.commands import run_command
 from eucalypt.nc.disks import GIB, create_overlay
 from eucalypt.nc.endpoint import Endpoints, tap_name
 from eucalypt.nc.errors import DiskError, NetworkSetupError
+from eucalypt.net.runner import CommandRunner
 from tests.nc.conftest import FakeIp
 
 
@@ -88,7 +88,7 @@ def test_overlay_on_raw_base_grows_to_the_vm_type_disk(tmp_path: Path) -> None:
     with base.open("wb") as fh:
         fh.truncate(64 * 2**20)
     overlay = tmp_path / "root.qcow2"
-    size = asyncio.run(create_overlay(run_command, base, "raw", overlay, 2))
+    size = asyncio.run(create_overlay(CommandRunner(), base, "raw", overlay, 2))
     assert size == 2 * GIB
     info = _info(overlay)
     assert info["format"] == "qcow2"
@@ -103,12 +103,12 @@ def test_overlay_keeps_a_bigger_base_size_and_cleans_up_on_failure(tmp_path: Pat
     base = tmp_path / "base.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "3G"], check=True)
     overlay = tmp_path / "root.qcow2"
-    assert asyncio.run(create_overlay(run_command, base, "qcow2", overlay, 1)) == 3 * GIB
+    assert asyncio.run(create_overlay(CommandRunner(), base, "qcow2", overlay, 1)) == 3 * GIB
     assert _info(overlay)["virtual-size"] == 3 * GIB
     # a raw file is not a qcow2 base: refused, and no overlay is left behind
     junk = tmp_path / "junk"
     junk.write_bytes(b"not an image")
     bad = tmp_path / "bad.qcow2"
     with pytest.raises(DiskError):
-        asyncio.run(create_overlay(run_command, junk, "qcow2", bad, 1))
+        asyncio.run(create_overlay(CommandRunner(), junk, "qcow2", bad, 1))
     assert not bad.exists()

@@ -40,7 +40,6 @@ from eucalypt.cc.network.managed import ManagedNetwork
 from eucalypt.config import CcConfig, Config, NcConfig
 from eucalypt.nc.api import BootImages, InstanceState, NetworkSpec
 from eucalypt.nc.app import create_app as create_nc
-from eucalypt.nc.commands import run_command
 from eucalypt.nc.endpoint import Endpoints
 from eucalypt.nc.hypervisors.base import NicSpec
 from eucalypt.nc.hypervisors.qemu import QemuDriver
@@ -131,7 +130,7 @@ async def test_taps_join_the_ccs_bridge_in_one_netns_without_fighting_it() -> No
             spec = await manager.prepare(launch_spec(iid, "sg-1"), config.cc.nodes[0])
             assert spec.bridge == "eubr1000" and spec.vni == 1000 and spec.vxlan_peers == []
             net_rec = RecordingRunner(CommandRunner())
-            endpoints = Endpoints(run_command, net_rec, netns=ns)
+            endpoints = Endpoints(CommandRunner(), net_rec, netns=ns)
             tap = await endpoints.create(iid, spec)
             assert tap == "tap0000beef"
             assert net_rec.changes == [], [c.argv for c in net_rec.changes]  # no fight
@@ -161,7 +160,7 @@ async def test_taps_join_the_ccs_bridge_in_one_netns_without_fighting_it() -> No
 async def test_a_missing_netns_means_the_tap_is_gone_and_launches_fail_cleanly() -> None:
     from eucalypt.nc.errors import NetworkSetupError
 
-    endpoints = Endpoints(run_command, netns=f"eutest-{secrets.token_hex(3)}-none")
+    endpoints = Endpoints(CommandRunner(), netns=f"eutest-{secrets.token_hex(3)}-none")
     await endpoints.delete("tap0000beef")
     spec = NetworkSpec(mode="bridge", mac="d0:0d:00:00:be:ef", bridge="eubr1000", vni=1000)
     with pytest.raises(NetworkSetupError):

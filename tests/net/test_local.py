@@ -93,6 +93,7 @@ class CannedRoutes:
         netns: str | None = None,
         check: bool = True,
         readonly: bool = False,
+        timeout: float | None = None,
     ) -> CommandResult:
         assert readonly and list(argv[:5]) == ["ip", "-j", "-4", "route", "show"]
         return CommandResult(tuple(argv), 0, json.dumps(self.routes), "")

@@ -32,6 +32,7 @@ class FakeNft:
         netns: str | None = None,
         check: bool = True,
         readonly: bool = False,
+        timeout: float | None = None,
     ) -> CommandResult:
         if list(argv[:3]) == ["nft", "list", "table"]:
             key = (argv[3], argv[4])

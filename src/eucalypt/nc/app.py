@@ -34,13 +34,12 @@ from eucalypt.nc.api import (
     RunInstanceResponse,
 )
 from eucalypt.nc.cache import FetchSettings, ImageCache
-from eucalypt.nc.commands import Runner, run_command
 from eucalypt.nc.endpoint import Endpoints
 from eucalypt.nc.hypervisors import Hypervisor, make_driver
 from eucalypt.nc.metadata import NodeMetadata
 from eucalypt.nc.service import NodeParts, NodeService, NodeSettings
 from eucalypt.net.local import ensure_netns
-from eucalypt.net.runner import CommandRunner
+from eucalypt.net.runner import CommandRunner, Runner
 from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
 
 #: Who may call the NC: the CC, and cloud administrators.
@@ -57,7 +56,7 @@ def create_app(
     """The NC app. ``driver``, ``runner`` and ``credentials`` replace the defaults
     (the configured driver, real host commands, the component keys)."""
     keys = ComponentKeys.load(config.keys_dir)
-    run = runner or run_command
+    run = runner or CommandRunner()
     hypervisor = driver or make_driver(config.nc.hypervisor, config)
     cache = ImageCache(
         Path(config.nc.cache_dir),
@@ -79,6 +78,7 @@ def create_app(
                 credential=keys.credential("nc"),
                 region=config.region,
                 netns=config.nc.netns or None,
+                runner=run,
             ),
         ),
     )
@@ -86,7 +86,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if config.nc.netns and runner is None:
-            await ensure_netns(CommandRunner(), config.nc.netns)
+            await ensure_netns(run, config.nc.netns)
         await service.start()
         try:
             yield

@@ -45,8 +45,8 @@ import httpx
 from eucalypt.auth import HttpxSigV4Auth
 from eucalypt.auth.credentials import Credential
 from eucalypt.nc.api import ImageRef
-from eucalypt.nc.commands import CommandError, Runner, run_command
 from eucalypt.nc.errors import ImageError
+from eucalypt.net.runner import CommandError, CommandRunner, Runner
 
 log = logging.getLogger("eucalypt.nc.cache")
 
@@ -90,12 +90,12 @@ class ImageCache:
         root: Path,
         max_bytes: int,
         fetch: FetchSettings | None = None,
-        runner: Runner = run_command,
+        runner: Runner | None = None,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self._fetch_settings = fetch or FetchSettings()
-        self._runner = runner
+        self._runner = runner or CommandRunner()
         self._objects = root / "objects"
         self._tmp = root / "tmp"
         self._entries: dict[str, CacheEntry] = {}
@@ -193,8 +193,9 @@ class ImageCache:
             try:
                 os.link(entry.path, dest)
             except OSError:
-                result = await self._runner(
-                    ["cp", "--sparse=always", "--reflink=auto", str(entry.path), str(dest)]
+                result = await self._runner.run(
+                    ["cp", "--sparse=always", "--reflink=auto", str(entry.path), str(dest)],
+                    check=False,
                 )
                 try:
                     result.check()

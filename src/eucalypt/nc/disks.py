@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eucalypt.nc.commands import CommandError, Runner
 from eucalypt.nc.errors import DiskError
+from eucalypt.net.runner import CommandError, Runner
 
 GIB = 2**30
 
@@ -22,7 +22,9 @@ async def virtual_size(runner: Runner, image: Path, fmt: str) -> int:
     """The image's virtual size in bytes (``qemu-img info``)."""
     try:
         result = (
-            await runner(["qemu-img", "info", "--output=json", "-f", fmt, str(image)])
+            await runner.run(
+                ["qemu-img", "info", "--output=json", "-f", fmt, str(image)], check=False
+            )
         ).check()
         return int(json.loads(result.stdout)["virtual-size"])
     except (CommandError, ValueError, KeyError) as exc:
@@ -44,7 +46,7 @@ async def create_overlay(
     if size > base_size:
         argv.append(str(size))
     try:
-        (await runner(argv)).check()
+        (await runner.run(argv, check=False)).check()
     except CommandError as exc:
         overlay.unlink(missing_ok=True)
         raise DiskError(f"cannot create the root disk: {exc}") from exc

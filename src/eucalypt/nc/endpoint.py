@@ -30,7 +30,6 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from eucalypt.nc.api import NetworkSpec
-from eucalypt.nc.commands import CommandError, Runner
 from eucalypt.nc.errors import NetworkSetupError
 from eucalypt.net import runner as netrunner
 from eucalypt.net.node import (
@@ -79,15 +78,19 @@ class Endpoints:
 
     def __init__(
         self,
-        runner: Runner,
+        runner: netrunner.Runner,
         net_runner: netrunner.Runner | None = None,
         *,
         netns: str | None = None,
     ) -> None:
-        self._run = runner
-        self._net = net_runner or netrunner.CommandRunner()
+        self._runner = runner
+        self._net = net_runner or runner
         self.netns = netns or None
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def _run(self, argv: list[str]) -> netrunner.CommandResult:
+        """Run ``argv``; the caller reads the result (``.ok``, ``.check()``)."""
+        return await self._runner.run(argv, check=False)
 
     def _ip(self, *args: str) -> list[str]:
         """``ip ARGS``, in the endpoints' namespace when there is one."""
@@ -114,7 +117,7 @@ class Endpoints:
                 (await self._run(self._ip("tuntap", "add", "dev", tap, "mode", "tap"))).check()
                 up = self._ip("link", "set", tap, "master", network.bridge, "up")
                 (await self._run(up)).check()
-            except (CommandError, netrunner.CommandError, RuntimeError) as exc:
+            except (netrunner.CommandError, RuntimeError) as exc:
                 await self.delete(tap)
                 raise NetworkSetupError(
                     f"cannot put tap {tap} on bridge {network.bridge}: {exc}"
@@ -167,7 +170,7 @@ class Endpoints:
                         await ensure_node_network(self._net, net, self.netns)
                     up_cmd = self._ip("link", "set", tap, "master", bridge, "up")
                     (await self._run(up_cmd)).check()
-                except (CommandError, netrunner.CommandError, RuntimeError) as exc:
+                except (netrunner.CommandError, RuntimeError) as exc:
                     log.warning(
                         "cannot put tap back on its bridge",
                         extra={"tap": tap, "bridge": bridge, "error": str(exc)},

@@ -35,7 +35,6 @@ from eucalypt.nc.api import (
     RunInstanceRequest,
 )
 from eucalypt.nc.cache import ImageCache
-from eucalypt.nc.commands import Runner
 from eucalypt.nc.disks import create_overlay
 from eucalypt.nc.endpoint import Endpoints, tap_name
 from eucalypt.nc.errors import (
@@ -57,6 +56,7 @@ from eucalypt.nc.instances import (
 )
 from eucalypt.nc.metadata import NodeMetadata
 from eucalypt.nc.reconcile import reconcile
+from eucalypt.net.runner import Runner
 
 log = logging.getLogger("eucalypt.nc.service")
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -38,10 +38,9 @@ from eucalypt.cc.network.managed import ManagedNetwork
 from eucalypt.config import CcConfig, Config, NcConfig
 from eucalypt.nc.api import BootImages, InstanceState, NetworkSpec
 from eucalypt.nc.app import create_app as create_nc
-from eucalypt.nc.commands import CommandResult, run_command
 from eucalypt.nc.endpoint import Endpoints
 from eucalypt.net.links import read_links
-from eucalypt.net.runner import CommandRunner, RecordingRunner
+from eucalypt.net.runner import CommandResult, CommandRunner, RecordingRunner
 from eucalypt.rpc import ComponentKeys
 from tests.cc.network.topology import Cluster, build_cluster, launch_spec
 from tests.nc.conftest import ImageServer, Nc
@@ -333,11 +332,13 @@ async def test_taps_go_back_on_the_bridges_a_restarted_cc_makes_anew() -> None:
         )
         calls: list[list[str]] = []
 
-        async def run(argv: Sequence[str]) -> CommandResult:
-            calls.append(list(argv))
-            return await run_command(argv)
+        class Recording(CommandRunner):
+            async def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:
+                calls.append(list(argv))
+                return await super().run(argv, **kw)
 
-        endpoints = Endpoints(run, netns=ns)
+        # The taps' commands are recorded; the node network's run unrecorded.
+        endpoints = Endpoints(Recording(), CommandRunner(), netns=ns)
         manager = ManagedNetwork(config)
         await manager.start()
         try:
