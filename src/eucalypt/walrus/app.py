@@ -147,7 +147,9 @@ class WalrusApp:
         error: errors.S3Error | None = None
         try:
             req = build_request(scope, receive, self.domain, request_id)
-            await authenticate_request(req, self.credentials)
+            principal = await authenticate_request(req, self.credentials)
+            if principal.account_id:
+                self.ctx.display_names[principal.canonical_id] = principal.display_name
             handler = route(req)
             response = await handler(self.ctx, req)
         except errors.S3Error as exc:

@@ -12,6 +12,7 @@ permission or ``FULL_CONTROL``. Administrators and internal components
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -32,6 +33,17 @@ LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 GROUPS = frozenset({ALL_USERS, AUTHENTICATED_USERS, LOG_DELIVERY})
 PERMISSIONS = ("FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP")
+HEADER_PERMISSIONS = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
+CANONICAL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def valid_canonical_id(value: str) -> str:
+    """``value`` if it has the form of a canonical user id; ``InvalidArgument`` if not."""
+    value = value.strip()
+    if not CANONICAL_ID.fullmatch(value):
+        raise errors.InvalidArgument("Invalid id", ArgumentName="CanonicalUser/ID",
+                                     ArgumentValue=value)
+    return value
 
 
 def canonical_id(account_id: str) -> str:
@@ -85,7 +97,12 @@ class Acl:
         return expand_canned(self.canned, self.owner_id, self.owner_name, self.bucket_owner_id)
 
     def allows(self, principal: Principal, permission: str) -> bool:
-        if principal.privileged or (principal.account_id and principal.account_id == self.owner_id):
+        if principal.privileged:
+            return True
+        # The owner may always read and change the ACL (so it can never lock itself out);
+        # anything else it may do only as its grants say, as in S3.
+        if principal.account_id and principal.account_id == self.owner_id \
+                and permission in ("READ_ACP", "WRITE_ACP"):
             return True
         return any(
             _grantee_matches(g, principal) and g.permission in (permission, "FULL_CONTROL")
@@ -109,8 +126,8 @@ CANNED_ACLS = frozenset({
 
 def expand_canned(canned: str, owner_id: str, owner_name: str,
                   bucket_owner_id: str = "") -> list[GrantSpec]:
-    owner = GrantSpec("CanonicalUser", canonical_id(owner_id), "FULL_CONTROL", owner_name)
-    grants = [owner]
+    # Group grants first, then the owner's (the order S3 implementations show them in).
+    grants: list[GrantSpec] = []
     if canned in ("public-read", "public-read-write"):
         grants.append(GrantSpec("Group", ALL_USERS, "READ"))
     if canned == "public-read-write":
@@ -120,6 +137,7 @@ def expand_canned(canned: str, owner_id: str, owner_name: str,
     if canned == "log-delivery-write":
         grants += [GrantSpec("Group", LOG_DELIVERY, "WRITE"),
                    GrantSpec("Group", LOG_DELIVERY, "READ_ACP")]
+    grants.append(GrantSpec("CanonicalUser", canonical_id(owner_id), "FULL_CONTROL", owner_name))
     if canned in ("bucket-owner-read", "bucket-owner-full-control") and bucket_owner_id \
             and bucket_owner_id != owner_id:
         perm = "READ" if canned == "bucket-owner-read" else "FULL_CONTROL"
@@ -132,10 +150,18 @@ def require(acl: Acl, principal: Principal, permission: str) -> None:
         raise errors.AccessDenied()
 
 
+def require_owner_or(acl: Acl, principal: Principal, permission: str) -> None:
+    """For owner-level reads of a bucket (HEAD, location, configurations): the owner may,
+    whatever its grants; anyone else needs ``permission``."""
+    if principal.account_id and principal.account_id == acl.owner_id:
+        return
+    require(acl, principal, permission)
+
+
 def parse_grant_headers(headers: dict[str, str]) -> list[GrantSpec]:
     """``x-amz-grant-read: id="...", uri="..."`` headers as grants."""
     grants: list[GrantSpec] = []
-    for perm in PERMISSIONS:
+    for perm in HEADER_PERMISSIONS:
         value = headers.get("x-amz-grant-" + perm.lower().replace("_", "-"))
         if not value:
             continue
@@ -144,7 +170,7 @@ def parse_grant_headers(headers: dict[str, str]) -> list[GrantSpec]:
             kind = kind.strip().lower()
             who = raw.strip().strip('"')
             if kind == "id" and who:
-                grants.append(GrantSpec("CanonicalUser", who, perm))
+                grants.append(GrantSpec("CanonicalUser", valid_canonical_id(who), perm))
             elif kind == "uri" and who in GROUPS:
                 grants.append(GrantSpec("Group", who, perm))
             elif kind == "emailaddress":

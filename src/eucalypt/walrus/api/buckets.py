@@ -7,7 +7,7 @@ from eucalypt.walrus import errors, xml
 from eucalypt.walrus.api.common import owner_nodes, requester
 from eucalypt.walrus.body import read_small_body
 from eucalypt.walrus.http import Response, S3Request, empty_response, xml_response
-from eucalypt.walrus.security import acl_from_request, require
+from eucalypt.walrus.security import acl_from_request, require_owner_or
 from eucalypt.walrus.services import Context
 from eucalypt.walrus.services import buckets as svc
 
@@ -59,27 +59,27 @@ async def delete_bucket(ctx: Context, req: S3Request) -> Response:
 
 async def head_bucket(ctx: Context, req: S3Request) -> Response:
     bucket = await svc.get_bucket(ctx, req.require_bucket())
-    require(bucket.acl, requester(req), "READ")
+    require_owner_or(bucket.acl, requester(req), "READ")
     return empty_response().header("x-amz-bucket-region", bucket.location or ctx.config.region)
 
 
 async def get_bucket_location(ctx: Context, req: S3Request) -> Response:
     bucket = await svc.get_bucket(ctx, req.require_bucket())
-    require(bucket.acl, requester(req), "READ")
+    require_owner_or(bucket.acl, requester(req), "READ")
     location = bucket.location or ctx.config.region
     return xml_response(xml.render_text("LocationConstraint", location))
 
 
 async def get_bucket_versioning(ctx: Context, req: S3Request) -> Response:
     bucket = await svc.get_bucket(ctx, req.require_bucket())
-    require(bucket.acl, requester(req), "READ")
+    require_owner_or(bucket.acl, requester(req), "READ")
     return xml_response(xml.render("VersioningConfiguration", []))
 
 
 def _not_configured(error: type[errors.S3Error]):  # type: ignore[no-untyped-def]
     async def handler(ctx: Context, req: S3Request) -> Response:
         bucket = await svc.get_bucket(ctx, req.require_bucket())
-        require(bucket.acl, requester(req), "READ")
+        require_owner_or(bucket.acl, requester(req), "READ")
         raise error(BucketName=bucket.name)
 
     return handler

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -32,6 +32,9 @@ class Context:
     # the lock; funnelling metadata writes through one thread avoids that.
     # None (PostgreSQL): writes run concurrently like reads.
     writer: ThreadPoolExecutor | None = None
+    # Display names of the accounts seen signing requests, by canonical id: grants by
+    # ``id=`` (headers, or XML without a DisplayName) are shown with their owner's name.
+    display_names: dict[str, str] = field(default_factory=dict)
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` in one transaction, committed when it returns (blocking).
