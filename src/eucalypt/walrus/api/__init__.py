@@ -38,6 +38,7 @@ ROUTES: dict[RouteKey, Handler] = {
     ("HEAD", "bucket", None): buckets.head_bucket,
     ("GET", "bucket", None): listing.list_objects,
     ("GET", "bucket", "location"): buckets.get_bucket_location,
+    ("GET", "bucket", "versions"): listing.list_object_versions,
     ("GET", "bucket", "versioning"): buckets.get_bucket_versioning,
     ("GET", "bucket", "policy"): buckets.get_bucket_policy,
     ("GET", "bucket", "cors"): buckets.get_bucket_cors,
