@@ -24,6 +24,7 @@ from eucalypt.auth import (
     authenticate,
     has_auth,
 )
+from eucalypt.auth.clock import parse_http_date
 from eucalypt.walrus import errors
 from eucalypt.walrus.http import S3Request
 
@@ -239,6 +240,18 @@ def s3_error_for(exc: AuthError, req: S3Request | None = None) -> errors.S3Error
     return cls()
 
 
+def check_v2_date(req: S3Request) -> None:
+    """A SigV2 header-signed request needs a valid request time: ``x-amz-date`` when present
+    (even empty), else ``Date``. S3 answers a missing or invalid one (or one before 1970) with
+    403 AccessDenied, not a 400."""
+    if not req.headers.get("authorization", "").startswith("AWS "):
+        return
+    text = req.headers["x-amz-date"] if "x-amz-date" in req.headers else req.headers.get("date")
+    stamp = parse_http_date(text) if text else None
+    if stamp is None or stamp.year < 1970:
+        raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+
+
 def http_request(req: S3Request) -> HttpRequest:
     return HttpRequest.create(req.method, req.raw_path, req.raw_query, req.headers, None)
 
@@ -249,6 +262,7 @@ async def authenticate_request(req: S3Request, store: CredentialStore) -> Princi
     if not has_auth(http_req):
         req.principal = ANONYMOUS
         return ANONYMOUS
+    check_v2_date(req)
     try:
         result = await authenticate(http_req, store, s3_bucket_from_host=req.host_bucket,
                                     services=("s3",))
