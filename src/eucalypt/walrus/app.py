@@ -288,7 +288,8 @@ def create_app(config: Config, *, credentials: CredentialStore | None = None,
     writer = None
     if db.engine.dialect.name == "sqlite":
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walrus-db-writer")
-    ctx = Context(config=config, db=db, store=store, executor=executor, writer=writer)
+    ctx = Context(config=config, db=db, store=store, executor=executor, writer=writer,
+                  credentials=credentials)
     return WalrusApp(ctx, credentials)
 
 

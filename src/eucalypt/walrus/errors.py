@@ -36,6 +36,14 @@ class InternalError(S3Error):
 
 
 # 400
+MalformedPOSTRequest = _error(
+    "MalformedPOSTRequest", 400,
+    "The body of your POST request is not well-formed multipart/form-data.",
+)
+MaxPostPreDataLengthExceeded = _error(
+    "MaxPostPreDataLengthExceeded", 400, "Your POST request fields preceding the upload file "
+    "were too large.",
+)
 BadDigest = _error(
     "BadDigest", 400, "The Content-MD5 you specified did not match what we received."
 )

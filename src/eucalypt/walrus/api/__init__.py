@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from eucalypt.walrus import errors
-from eucalypt.walrus.api import acl, buckets, listing, multipart, objects
+from eucalypt.walrus.api import acl, buckets, listing, multipart, objects, post
 from eucalypt.walrus.http import Response, S3Request
 from eucalypt.walrus.images import api as images
 from eucalypt.walrus.services import Context
@@ -48,6 +48,7 @@ ROUTES: dict[RouteKey, Handler] = {
     ("GET", "bucket", "acl"): acl.get_bucket_acl,
     ("PUT", "bucket", "acl"): acl.put_bucket_acl,
     ("POST", "bucket", "delete"): objects.delete_objects,
+    ("POST", "bucket", None): post.post_object,
     ("GET", "bucket", "uploads"): multipart.list_uploads,
     # objects
     ("PUT", "object", None): objects.put_object,
@@ -90,6 +91,4 @@ def route(req: S3Request) -> Handler:
             f"The {sub!r} subresource is not implemented for {req.method} on a {req.target}.")
     if req.target == "service":
         raise errors.MethodNotAllowed(Method=req.method, ResourceType="SERVICE")
-    if req.method == "POST":
-        raise errors.S3NotImplemented("POST uploads (browser forms) are not implemented.")
     raise errors.MethodNotAllowed(Method=req.method, ResourceType=req.target.upper())

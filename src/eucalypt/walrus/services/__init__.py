@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from eucalypt.auth import CredentialStore
 from eucalypt.config import Config
 from eucalypt.db import Database
 from eucalypt.walrus.storage import BlobStore
@@ -35,6 +36,8 @@ class Context:
     # Display names of the accounts seen signing requests, by canonical id: grants by
     # ``id=`` (headers, or XML without a DisplayName) are shown with their owner's name.
     display_names: dict[str, str] = field(default_factory=dict)
+    # Where POST Object (browser form) uploads look up the key that signed their policy.
+    credentials: CredentialStore | None = None
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` in one transaction, committed when it returns (blocking).
