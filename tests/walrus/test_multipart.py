@@ -42,6 +42,8 @@ def test_complete(s3: Any, bucket: str) -> None:
     # GET ?partNumber= returns one part.
     p2 = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
     assert p2["PartsCount"] == 3 and p2["Body"].read() == parts[1]
+    assert s3_error(s3.get_object, Bucket=bucket, Key="mp", PartNumber=4) == (
+        "InvalidPartNumber", 416)
     assert s3_error(s3.list_parts, Bucket=bucket, Key="mp", UploadId=up) == ("NoSuchUpload", 404)
 
 

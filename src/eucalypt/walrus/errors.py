@@ -173,6 +173,10 @@ PreconditionFailed = _error(
     "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"
 )
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+PartNumberNotSatisfiable = _error(
+    "PartNumberNotSatisfiable", 416, "The requested partnumber is not satisfiable",
+    code="InvalidPartNumber",
+)
 S3NotImplemented = _error(
     "S3NotImplemented", 501, "A header or query you provided implies functionality that is not "
     "implemented.", code="NotImplemented",

@@ -133,7 +133,7 @@ async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Res
         if "partNumber" in req.query:
             number = int_param(req, "partNumber", 1, lo=1, hi=10000)
             if number > len(view.segments):
-                raise errors.InvalidPartNumber("The requested partnumber is not satisfiable")
+                raise errors.PartNumberNotSatisfiable()
             start = sum(int(s[1]) for s in view.segments[: number - 1])
             length = int(view.segments[number - 1][1])
             status = 206
