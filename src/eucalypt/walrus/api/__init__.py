@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from eucalypt.walrus import errors
-from eucalypt.walrus.api import acl, buckets, listing, multipart, objects, post
+from eucalypt.walrus.api import acl, attributes, buckets, listing, multipart, objects, post
 from eucalypt.walrus.http import Response, S3Request
 from eucalypt.walrus.images import api as images
 from eucalypt.walrus.services import Context
@@ -58,6 +58,7 @@ ROUTES: dict[RouteKey, Handler] = {
     ("GET", "object", "acl"): acl.get_object_acl,
     ("PUT", "object", "acl"): acl.put_object_acl,
     ("GET", "object", "tagging"): objects.get_object_tagging,
+    ("GET", "object", "attributes"): attributes.get_object_attributes,
     # multipart
     ("POST", "object", "uploads"): multipart.create_upload,
     ("PUT", "object", "uploadId"): multipart.upload_part,
