@@ -143,3 +143,64 @@ def test_internal_components_bypass_acls(walrus: WalrusServer, s3: Any, bucket: 
     assert got["Body"].read() == b"<manifest/>"
     assert s3_error(walrus.client(BOB).get_object, Bucket=bucket,
                     Key="image.manifest.xml") == DENIED
+
+
+def _grants(acl: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(g["Grantee"].get("URI") or g["Grantee"]["ID"], g["Permission"])
+            for g in acl["Grants"]]
+
+
+def test_grant_order_groups_then_others_then_bucket_owner(walrus: WalrusServer, s3: Any,
+                                                          bucket: str) -> None:
+    alice, bob = canonical_id(ALICE.account_id), canonical_id(BOB.account_id)
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    assert _grants(s3.get_bucket_acl(Bucket=bucket)) == [
+        (ALL_USERS, "READ"), (ALL_USERS, "WRITE"), (alice, "FULL_CONTROL")]
+    # Sent owner-first, shown with the other account first.
+    policy = s3.get_bucket_acl(Bucket=bucket)
+    policy["Grants"] = [g for g in policy["Grants"] if "ID" in g["Grantee"]]
+    policy["Grants"].append({"Grantee": {"ID": bob, "Type": "CanonicalUser"},
+                             "Permission": "WRITE"})
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={
+        "Owner": policy["Owner"], "Grants": policy["Grants"]})
+    assert _grants(s3.get_bucket_acl(Bucket=bucket)) == [(bob, "WRITE"), (alice, "FULL_CONTROL")]
+    # Bob's object with bucket-owner-read: Bob (object owner), then Alice (bucket owner).
+    walrus.client(BOB).put_object(Bucket=bucket, Key="b", Body=b"b", ACL="bucket-owner-read")
+    got = walrus.client(BOB).get_object_acl(Bucket=bucket, Key="b")
+    assert _grants(got) == [(bob, "FULL_CONTROL"), (alice, "READ")]
+
+
+def test_header_grants_are_listed_in_permission_order_with_names(walrus: WalrusServer, s3: Any,
+                                                                 bucket: str) -> None:
+    walrus.client(BOB).list_buckets()  # Walrus has seen Bob sign a request: it knows his name
+    bob = canonical_id(BOB.account_id)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"k",
+                  **{name: f'id="{bob}"' for name in (
+                      "GrantFullControl", "GrantRead", "GrantReadACP", "GrantWriteACP")})
+    acl = s3.get_object_acl(Bucket=bucket, Key="k")
+    assert _grants(acl) == [(bob, p) for p in ("READ", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")]
+    assert {g["Grantee"]["DisplayName"] for g in acl["Grants"]} == {"bob"}
+
+
+def test_grant_to_malformed_canonical_id_is_invalid_argument(s3: Any, bucket: str) -> None:
+    owner = s3.get_bucket_acl(Bucket=bucket)["Owner"]
+    bad = {"Owner": owner, "Grants": [
+        {"Grantee": {"ID": "_foo", "Type": "CanonicalUser"}, "Permission": "READ"}]}
+    assert s3_error(s3.put_bucket_acl, Bucket=bucket, AccessControlPolicy=bad) == (
+        "InvalidArgument", 400)
+    assert s3_error(s3.put_bucket_acl, Bucket=bucket, GrantRead='id="nobody"') == (
+        "InvalidArgument", 400)
+
+
+def test_owner_keeps_acp_rights_only(walrus: WalrusServer, s3: Any, bucket: str) -> None:
+    """An owner that granted itself nothing may still read and rewrite the ACL, and its
+    objects (their own ACLs are unchanged), but not write into the bucket."""
+    s3.put_object(Bucket=bucket, Key="foo", Body=b"bar")
+    owner = s3.get_bucket_acl(Bucket=bucket)["Owner"]
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={"Owner": owner, "Grants": []})
+    assert s3.get_object(Bucket=bucket, Key="foo")["Body"].read() == b"bar"
+    assert s3_error(s3.put_object, Bucket=bucket, Key="baz", Body=b"a") == DENIED
+    assert s3.get_bucket_acl(Bucket=bucket)["Grants"] == []
+    s3.head_bucket(Bucket=bucket)
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    s3.put_object(Bucket=bucket, Key="baz", Body=b"a")

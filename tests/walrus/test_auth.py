@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import httpx
+import pytest
 
 from eucalypt.auth import AwsChunkedEncoder, Credential, presign_v4, sign_v4, sign_v4_streaming
 from tests.walrus.conftest import ALICE, REGION, WalrusServer, boto_config
@@ -137,3 +138,20 @@ def test_inactive_key(walrus: WalrusServer) -> None:
     assert s3_error_for(AuthError(AuthFailure.INACTIVE_KEY, "off")).code == "InvalidAccessKeyId"
     assert s3_error_for(AuthError(AuthFailure.PAYLOAD_MISMATCH, "x")).code == \
         "XAmzContentSHA256Mismatch"
+
+
+@pytest.mark.parametrize("amz_date", ["Bad Date", "", "Tue, 07 Jul 1950 21:53:04 GMT"])
+def test_sigv2_needs_a_valid_request_time(walrus: WalrusServer, bucket: str,
+                                          amz_date: str) -> None:
+    """x-amz-date, when sent, is the request time (even empty): an invalid one, or one before
+    1970, is 403 AccessDenied (the signature itself covers the bad value and is valid)."""
+    v2 = boto3.client("s3", endpoint_url=walrus.url, region_name=REGION,
+                      aws_access_key_id=ALICE.access_key,
+                      aws_secret_access_key=ALICE.secret_key,
+                      config=boto_config(signature_version="s3"))
+
+    def add(**kwargs: Any) -> None:
+        kwargs["params"]["headers"]["x-amz-date"] = amz_date
+
+    v2.meta.events.register("before-call.s3.PutObject", add)
+    assert s3_error(v2.put_object, Bucket=bucket, Key="k", Body=b"x") == ("AccessDenied", 403)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.walrus.conftest import ALICE, BOB, REGION, WalrusServer
+from tests.walrus.conftest import ALICE, BOB, CAROL, REGION, WalrusServer
 from tests.walrus.helpers import raw_request, s3_error
 
 
@@ -88,3 +88,20 @@ def test_unconfigured_bucket_settings(s3: Any, bucket: str) -> None:
     assert s3_error(s3.get_bucket_cors, Bucket=bucket) == ("NoSuchCORSConfiguration", 404)
     assert s3_error(s3.get_bucket_tagging, Bucket=bucket) == ("NoSuchTagSet", 404)
     assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+
+
+def test_list_buckets_paginated_with_prefix(walrus: WalrusServer) -> None:
+    carol = walrus.client(CAROL)
+    tag = uuid.uuid4().hex[:8]
+    names = [f"pg-{tag}-{i}" for i in range(3)]
+    for name in names:
+        carol.create_bucket(Bucket=name)
+    prefix = f"pg-{tag}-"
+    first = carol.list_buckets(MaxBuckets=2, Prefix=prefix)
+    assert [b["Name"] for b in first["Buckets"]] == names[:2] and first["Prefix"] == prefix
+    rest = carol.list_buckets(MaxBuckets=2, Prefix=prefix,
+                              ContinuationToken=first["ContinuationToken"])
+    assert [b["Name"] for b in rest["Buckets"]] == names[2:] and "ContinuationToken" not in rest
+    assert s3_error(carol.list_buckets, MaxBuckets=10001) == ("InvalidArgument", 400)
+    for name in names:
+        carol.delete_bucket(Bucket=name)

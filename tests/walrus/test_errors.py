@@ -71,7 +71,7 @@ def test_billion_laughs_is_refused(walrus: WalrusServer, bucket: str) -> None:
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/{b}?website"), ("PUT", "/{b}?lifecycle"), ("GET", "/{b}?replication"),
     ("PUT", "/{b}/k?tagging"), ("GET", "/{b}/k?torrent"), ("POST", "/{b}/k?restore"),
-    ("POST", "/{b}"), ("GET", "/{b}?versions"),
+    ("GET", "/{b}?inventory"),
 ])
 def test_not_implemented(walrus: WalrusServer, bucket: str, method: str, path: str) -> None:
     resp = raw_request(method, walrus.url + path.format(b=bucket), cred=ALICE)

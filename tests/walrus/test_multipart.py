@@ -42,6 +42,8 @@ def test_complete(s3: Any, bucket: str) -> None:
     # GET ?partNumber= returns one part.
     p2 = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
     assert p2["PartsCount"] == 3 and p2["Body"].read() == parts[1]
+    assert s3_error(s3.get_object, Bucket=bucket, Key="mp", PartNumber=4) == (
+        "InvalidPartNumber", 416)
     assert s3_error(s3.list_parts, Bucket=bucket, Key="mp", UploadId=up) == ("NoSuchUpload", 404)
 
 
@@ -174,3 +176,26 @@ def test_transfer_manager_64mib(s3: Any, bucket: str, size_mib: int) -> None:
     out = io.BytesIO()
     s3.download_fileobj(bucket, "big.bin", out, Config=cfg)
     assert out.getvalue() == data
+
+
+def test_get_object_attributes(s3: Any, bucket: str) -> None:
+    parts = [random_bytes(PART), random_bytes(PART), random_bytes(10)]
+    up, done = upload(s3, bucket, "attrs", parts)
+    s3.complete_multipart_upload(Bucket=bucket, Key="attrs", UploadId=up,
+                                 MultipartUpload={"Parts": done})
+    every = ["ETag", "ObjectParts", "StorageClass", "ObjectSize"]
+    got = s3.get_object_attributes(Bucket=bucket, Key="attrs", ObjectAttributes=every)
+    assert got["ETag"] == multipart_etag(parts).strip('"')
+    assert got["ObjectSize"] == 2 * PART + 10 and got["StorageClass"] == "STANDARD"
+    op = got["ObjectParts"]
+    assert op["TotalPartsCount"] == 3 and not op["IsTruncated"]
+    assert [(p["PartNumber"], p["Size"]) for p in op["Parts"]] == [(1, PART), (2, PART), (3, 10)]
+    paged = s3.get_object_attributes(Bucket=bucket, Key="attrs", ObjectAttributes=["ObjectParts"],
+                                     MaxParts=1, PartNumberMarker=1)["ObjectParts"]
+    assert [p["PartNumber"] for p in paged["Parts"]] == [2] and paged["IsTruncated"]
+    assert paged["NextPartNumberMarker"] == 2
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"abc")
+    plain = s3.get_object_attributes(Bucket=bucket, Key="plain", ObjectAttributes=every)
+    assert plain["ObjectSize"] == 3 and "ObjectParts" not in plain
+    assert s3_error(s3.get_object_attributes, Bucket=bucket, Key="nope",
+                    ObjectAttributes=["ETag"]) == ("NoSuchKey", 404)

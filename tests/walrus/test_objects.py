@@ -308,3 +308,24 @@ def test_object_tagging_is_empty(s3: Any, bucket: str) -> None:
 def test_unsupported_encryption_is_refused(s3: Any, bucket: str) -> None:
     assert s3_error(s3.put_object, Bucket=bucket, Key="enc", Body=b"x",
                     ServerSideEncryption="AES256") == ("NotImplemented", 501)
+
+
+def test_conditional_put(walrus: WalrusServer, s3: Any, bucket: str) -> None:
+    """If-Match / If-None-Match on PutObject compare with the version being replaced."""
+    etag = s3.put_object(Bucket=bucket, Key="c", Body=b"one")["ETag"]
+
+    def put(body: bytes, **headers: str) -> Any:
+        return raw_request("PUT", f"{walrus.url}/{bucket}/c", body, headers, cred=ALICE)
+
+    assert put(b"two", **{"If-Match": etag}).status_code == 200
+    failed = put(b"three", **{"If-Match": etag})  # the etag is now that of "two"
+    assert failed.status_code == 412 and b"<Code>PreconditionFailed</Code>" in failed.content
+    assert put(b"four", **{"If-None-Match": "*"}).status_code == 412
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"two"
+    missing = raw_request("PUT", f"{walrus.url}/{bucket}/new", b"n", {"If-Match": "*"},
+                          cred=ALICE)
+    assert missing.status_code == 404 and b"<Code>NoSuchKey</Code>" in missing.content
+    created = raw_request("PUT", f"{walrus.url}/{bucket}/new", b"n", {"If-None-Match": "*"},
+                          cred=ALICE)
+    assert created.status_code == 200
+    assert s3.get_object(Bucket=bucket, Key="new")["Body"].read() == b"n"

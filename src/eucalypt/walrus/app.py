@@ -147,7 +147,9 @@ class WalrusApp:
         error: errors.S3Error | None = None
         try:
             req = build_request(scope, receive, self.domain, request_id)
-            await authenticate_request(req, self.credentials)
+            principal = await authenticate_request(req, self.credentials)
+            if principal.account_id:
+                self.ctx.display_names[principal.canonical_id] = principal.display_name
             handler = route(req)
             response = await handler(self.ctx, req)
         except errors.S3Error as exc:
@@ -286,7 +288,8 @@ def create_app(config: Config, *, credentials: CredentialStore | None = None,
     writer = None
     if db.engine.dialect.name == "sqlite":
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walrus-db-writer")
-    ctx = Context(config=config, db=db, store=store, executor=executor, writer=writer)
+    ctx = Context(config=config, db=db, store=store, executor=executor, writer=writer,
+                  credentials=credentials)
     return WalrusApp(ctx, credentials)
 
 

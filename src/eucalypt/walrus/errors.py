@@ -36,6 +36,14 @@ class InternalError(S3Error):
 
 
 # 400
+MalformedPOSTRequest = _error(
+    "MalformedPOSTRequest", 400,
+    "The body of your POST request is not well-formed multipart/form-data.",
+)
+MaxPostPreDataLengthExceeded = _error(
+    "MaxPostPreDataLengthExceeded", 400, "Your POST request fields preceding the upload file "
+    "were too large.",
+)
 BadDigest = _error(
     "BadDigest", 400, "The Content-MD5 you specified did not match what we received."
 )
@@ -165,6 +173,10 @@ PreconditionFailed = _error(
     "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"
 )
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+PartNumberNotSatisfiable = _error(
+    "PartNumberNotSatisfiable", 416, "The requested partnumber is not satisfiable",
+    code="InvalidPartNumber",
+)
 S3NotImplemented = _error(
     "S3NotImplemented", 501, "A header or query you provided implies functionality that is not "
     "implemented.", code="NotImplemented",

@@ -12,6 +12,7 @@ permission or ``FULL_CONTROL``. Administrators and internal components
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from eucalypt.auth import (
     authenticate,
     has_auth,
 )
+from eucalypt.auth.clock import parse_http_date
 from eucalypt.walrus import errors
 from eucalypt.walrus.http import S3Request
 
@@ -32,6 +34,17 @@ LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 GROUPS = frozenset({ALL_USERS, AUTHENTICATED_USERS, LOG_DELIVERY})
 PERMISSIONS = ("FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP")
+HEADER_PERMISSIONS = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
+CANONICAL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def valid_canonical_id(value: str) -> str:
+    """``value`` if it has the form of a canonical user id; ``InvalidArgument`` if not."""
+    value = value.strip()
+    if not CANONICAL_ID.fullmatch(value):
+        raise errors.InvalidArgument("Invalid id", ArgumentName="CanonicalUser/ID",
+                                     ArgumentValue=value)
+    return value
 
 
 def canonical_id(account_id: str) -> str:
@@ -85,7 +98,12 @@ class Acl:
         return expand_canned(self.canned, self.owner_id, self.owner_name, self.bucket_owner_id)
 
     def allows(self, principal: Principal, permission: str) -> bool:
-        if principal.privileged or (principal.account_id and principal.account_id == self.owner_id):
+        if principal.privileged:
+            return True
+        # The owner may always read and change the ACL (so it can never lock itself out);
+        # anything else it may do only as its grants say, as in S3.
+        if principal.account_id and principal.account_id == self.owner_id \
+                and permission in ("READ_ACP", "WRITE_ACP"):
             return True
         return any(
             _grantee_matches(g, principal) and g.permission in (permission, "FULL_CONTROL")
@@ -109,8 +127,8 @@ CANNED_ACLS = frozenset({
 
 def expand_canned(canned: str, owner_id: str, owner_name: str,
                   bucket_owner_id: str = "") -> list[GrantSpec]:
-    owner = GrantSpec("CanonicalUser", canonical_id(owner_id), "FULL_CONTROL", owner_name)
-    grants = [owner]
+    # Group grants first, then the owner's (the order S3 implementations show them in).
+    grants: list[GrantSpec] = []
     if canned in ("public-read", "public-read-write"):
         grants.append(GrantSpec("Group", ALL_USERS, "READ"))
     if canned == "public-read-write":
@@ -120,6 +138,7 @@ def expand_canned(canned: str, owner_id: str, owner_name: str,
     if canned == "log-delivery-write":
         grants += [GrantSpec("Group", LOG_DELIVERY, "WRITE"),
                    GrantSpec("Group", LOG_DELIVERY, "READ_ACP")]
+    grants.append(GrantSpec("CanonicalUser", canonical_id(owner_id), "FULL_CONTROL", owner_name))
     if canned in ("bucket-owner-read", "bucket-owner-full-control") and bucket_owner_id \
             and bucket_owner_id != owner_id:
         perm = "READ" if canned == "bucket-owner-read" else "FULL_CONTROL"
@@ -132,10 +151,18 @@ def require(acl: Acl, principal: Principal, permission: str) -> None:
         raise errors.AccessDenied()
 
 
+def require_owner_or(acl: Acl, principal: Principal, permission: str) -> None:
+    """For owner-level reads of a bucket (HEAD, location, configurations): the owner may,
+    whatever its grants; anyone else needs ``permission``."""
+    if principal.account_id and principal.account_id == acl.owner_id:
+        return
+    require(acl, principal, permission)
+
+
 def parse_grant_headers(headers: dict[str, str]) -> list[GrantSpec]:
     """``x-amz-grant-read: id="...", uri="..."`` headers as grants."""
     grants: list[GrantSpec] = []
-    for perm in PERMISSIONS:
+    for perm in HEADER_PERMISSIONS:
         value = headers.get("x-amz-grant-" + perm.lower().replace("_", "-"))
         if not value:
             continue
@@ -144,7 +171,7 @@ def parse_grant_headers(headers: dict[str, str]) -> list[GrantSpec]:
             kind = kind.strip().lower()
             who = raw.strip().strip('"')
             if kind == "id" and who:
-                grants.append(GrantSpec("CanonicalUser", who, perm))
+                grants.append(GrantSpec("CanonicalUser", valid_canonical_id(who), perm))
             elif kind == "uri" and who in GROUPS:
                 grants.append(GrantSpec("Group", who, perm))
             elif kind == "emailaddress":
@@ -213,6 +240,18 @@ def s3_error_for(exc: AuthError, req: S3Request | None = None) -> errors.S3Error
     return cls()
 
 
+def check_v2_date(req: S3Request) -> None:
+    """A SigV2 header-signed request needs a valid request time: ``x-amz-date`` when present
+    (even empty), else ``Date``. S3 answers a missing or invalid one (or one before 1970) with
+    403 AccessDenied, not a 400."""
+    if not req.headers.get("authorization", "").startswith("AWS "):
+        return
+    text = req.headers["x-amz-date"] if "x-amz-date" in req.headers else req.headers.get("date")
+    stamp = parse_http_date(text) if text else None
+    if stamp is None or stamp.year < 1970:
+        raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+
+
 def http_request(req: S3Request) -> HttpRequest:
     return HttpRequest.create(req.method, req.raw_path, req.raw_query, req.headers, None)
 
@@ -223,6 +262,7 @@ async def authenticate_request(req: S3Request, store: CredentialStore) -> Princi
     if not has_auth(http_req):
         req.principal = ANONYMOUS
         return ANONYMOUS
+    check_v2_date(req)
     try:
         result = await authenticate(http_req, store, s3_bucket_from_host=req.host_bucket,
                                     services=("s3",))

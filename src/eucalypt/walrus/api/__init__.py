@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from eucalypt.walrus import errors
-from eucalypt.walrus.api import acl, buckets, listing, multipart, objects
+from eucalypt.walrus.api import acl, attributes, buckets, listing, multipart, objects, post
 from eucalypt.walrus.http import Response, S3Request
 from eucalypt.walrus.images import api as images
 from eucalypt.walrus.services import Context
@@ -38,6 +38,7 @@ ROUTES: dict[RouteKey, Handler] = {
     ("HEAD", "bucket", None): buckets.head_bucket,
     ("GET", "bucket", None): listing.list_objects,
     ("GET", "bucket", "location"): buckets.get_bucket_location,
+    ("GET", "bucket", "versions"): listing.list_object_versions,
     ("GET", "bucket", "versioning"): buckets.get_bucket_versioning,
     ("GET", "bucket", "policy"): buckets.get_bucket_policy,
     ("GET", "bucket", "cors"): buckets.get_bucket_cors,
@@ -47,6 +48,7 @@ ROUTES: dict[RouteKey, Handler] = {
     ("GET", "bucket", "acl"): acl.get_bucket_acl,
     ("PUT", "bucket", "acl"): acl.put_bucket_acl,
     ("POST", "bucket", "delete"): objects.delete_objects,
+    ("POST", "bucket", None): post.post_object,
     ("GET", "bucket", "uploads"): multipart.list_uploads,
     # objects
     ("PUT", "object", None): objects.put_object,
@@ -56,6 +58,7 @@ ROUTES: dict[RouteKey, Handler] = {
     ("GET", "object", "acl"): acl.get_object_acl,
     ("PUT", "object", "acl"): acl.put_object_acl,
     ("GET", "object", "tagging"): objects.get_object_tagging,
+    ("GET", "object", "attributes"): attributes.get_object_attributes,
     # multipart
     ("POST", "object", "uploads"): multipart.create_upload,
     ("PUT", "object", "uploadId"): multipart.upload_part,
@@ -89,6 +92,4 @@ def route(req: S3Request) -> Handler:
             f"The {sub!r} subresource is not implemented for {req.method} on a {req.target}.")
     if req.target == "service":
         raise errors.MethodNotAllowed(Method=req.method, ResourceType="SERVICE")
-    if req.method == "POST":
-        raise errors.S3NotImplemented("POST uploads (browser forms) are not implemented.")
     raise errors.MethodNotAllowed(Method=req.method, ResourceType=req.target.upper())

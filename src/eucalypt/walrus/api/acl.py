@@ -16,7 +16,9 @@ from eucalypt.walrus.security import (
     Acl,
     GrantSpec,
     acl_from_request,
+    canonical_id,
     require,
+    valid_canonical_id,
 )
 from eucalypt.walrus.services import Context
 from eucalypt.walrus.services import buckets as bsvc
@@ -24,13 +26,25 @@ from eucalypt.walrus.services import objects as osvc
 from eucalypt.walrus.services.buckets import store_grants
 
 
-def render_acl(acl: Acl) -> bytes:
+def ordered_grants(acl: Acl) -> list[GrantSpec]:
+    """Groups first, then other accounts, then the bucket owner (each in stored order)."""
+    bucket_owner = canonical_id(acl.bucket_owner_id or acl.owner_id)
+
+    def rank(g: GrantSpec) -> int:
+        return 0 if g.grantee_type == "Group" else 2 if g.grantee == bucket_owner else 1
+
+    return sorted(acl.effective_grants(), key=rank)
+
+
+def render_acl(acl: Acl, names: dict[str, str]) -> bytes:
+    """The AccessControlPolicy; ``names`` gives display names by canonical id."""
     grants: list[xml.Node] = []
-    for g in acl.effective_grants():
+    for g in ordered_grants(acl):
         if g.grantee_type == "Group":
             grantee: list[xml.Node] = [("URI", g.grantee)]
         else:
-            grantee = [("ID", g.grantee), ("DisplayName", g.display_name or None)]
+            name = g.display_name or names.get(g.grantee)
+            grantee = [("ID", g.grantee), ("DisplayName", name or None)]
         tag = f'Grantee xmlns:xsi="{XSI}" xsi:type="{g.grantee_type}"'
         grants.append(("Grant", [(tag, grantee), ("Permission", g.permission)]))
     return xml.render("AccessControlPolicy", [
@@ -56,7 +70,7 @@ def parse_policy(body: bytes) -> list[GrantSpec]:
             raise errors.S3NotImplemented("Grants by e-mail address are not supported")
         if uid:
             name = xml.child_text(grantee, "DisplayName") or ""
-            grants.append(GrantSpec("CanonicalUser", uid.strip(), permission, name))
+            grants.append(GrantSpec("CanonicalUser", valid_canonical_id(uid), permission, name))
         elif uri and uri.strip() in GROUPS:
             grants.append(GrantSpec("Group", uri.strip(), permission))
         else:
@@ -80,7 +94,7 @@ async def _requested_acl(req: S3Request) -> tuple[str, list[GrantSpec]]:
 async def get_bucket_acl(ctx: Context, req: S3Request) -> Response:
     bucket = await bsvc.get_bucket(ctx, req.require_bucket())
     require(bucket.acl, requester(req), "READ_ACP")
-    return xml_response(render_acl(bucket.acl))
+    return xml_response(render_acl(bucket.acl, ctx.display_names))
 
 
 async def put_bucket_acl(ctx: Context, req: S3Request) -> Response:
@@ -104,7 +118,7 @@ async def _object(ctx: Context, req: S3Request) -> tuple[bsvc.BucketView, osvc.O
 async def get_object_acl(ctx: Context, req: S3Request) -> Response:
     _, view = await _object(ctx, req)
     require(view.acl, requester(req), "READ_ACP")
-    return xml_response(render_acl(view.acl))
+    return xml_response(render_acl(view.acl, ctx.display_names))
 
 
 async def put_object_acl(ctx: Context, req: S3Request) -> Response:

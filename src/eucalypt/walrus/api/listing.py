@@ -88,10 +88,7 @@ async def list_objects_v2(ctx: Context, req: S3Request) -> Response:
     start_after = req.query.get("start-after", "")
     max_keys = int_param(req, "max-keys", 1000, hi=1000)
     fetch_owner = req.query.get("fetch-owner", "").lower() == "true"
-    if token is not None:
-        if token == "":
-            raise errors.InvalidArgument("The continuation token provided is incorrect",
-                                         ArgumentName="continuation-token")
+    if token:  # an empty token is no token (and is echoed back as given)
         after: str | None = decode_token(token)
     else:
         after = start_after or None
@@ -112,3 +109,45 @@ async def list_objects_v2(ctx: Context, req: S3Request) -> Response:
     nodes += _contents(page.contents, enc, owner=fetch_owner)
     nodes += _prefixes(page, enc)
     return xml_response(xml.render("ListBucketResult", nodes))
+
+
+async def list_object_versions(ctx: Context, req: S3Request) -> Response:
+    """ListObjectVersions. Walrus does not keep versions (versioning is never enabled), so
+    every object is listed once, as its only version: ``VersionId`` ``null``, latest."""
+    bucket = await bsvc.get_bucket(ctx, req.require_bucket())
+    require(bucket.acl, requester(req), "READ")
+    enc = url_encoder(req)
+    prefix = req.query.get("prefix", "")
+    delimiter = req.query.get("delimiter", "")
+    key_marker = req.query.get("key-marker", "")
+    version_marker = req.query.get("version-id-marker", "")
+    if version_marker and not key_marker:
+        raise errors.InvalidArgument("A version-id marker cannot be specified without a key "
+                                     "marker.", ArgumentName="version-id-marker",
+                                     ArgumentValue=version_marker)
+    if version_marker and version_marker != "null":
+        raise errors.InvalidArgument("Invalid version id specified",
+                                     ArgumentName="version-id-marker",
+                                     ArgumentValue=version_marker)
+    max_keys = int_param(req, "max-keys", 1000, hi=1000)
+    page = await lsvc.list_objects(ctx, bucket.id, ListQuery(prefix, delimiter,
+                                                        key_marker or None, max_keys))
+    nodes: list[xml.Node] = [
+        ("Name", bucket.name), ("Prefix", enc(prefix)), ("KeyMarker", enc(key_marker)),
+        ("VersionIdMarker", version_marker), ("MaxKeys", max_keys),
+    ]
+    if delimiter:
+        nodes.append(("Delimiter", enc(delimiter)))
+    nodes.append(("IsTruncated", page.truncated))
+    if page.truncated and page.last is not None:
+        nodes += [("NextKeyMarker", enc(page.last)), ("NextVersionIdMarker", "null")]
+    if "encoding-type" in req.query:
+        nodes.append(("EncodingType", "url"))
+    for e in page.contents:
+        nodes.append(("Version", [
+            ("Key", enc(e.key)), ("VersionId", "null"), ("IsLatest", True),
+            ("LastModified", e.last_modified), ("ETag", quoted_etag(e.etag)), ("Size", e.size),
+            ("Owner", owner_nodes(e.owner_id, e.owner_name)), ("StorageClass", e.storage_class),
+        ]))
+    nodes += _prefixes(page, enc)
+    return xml_response(xml.render("ListVersionsResult", nodes))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import unquote
 
 from eucalypt.walrus import errors, xml
@@ -47,12 +47,35 @@ async def put_object(ctx: Context, req: S3Request) -> Response:
     blob = await receive_blob(req, ctx.store, ctx.executor)
     new = osvc.NewObject.from_blob(blob, principal, headers=meta, storage_class=storage_class,
                                    acl=canned, grants=grants)
-    await osvc.commit_object(ctx, bucket, req.require_key(), new)
+    await osvc.commit_object(ctx, bucket, req.require_key(), new, write_precondition(req))
     resp = empty_response().header("etag", quoted_etag(blob.etag))
     for name in CHECKSUM_HEADERS:
         if name in req.headers:
             resp.header(name, req.headers[name])
     return resp
+
+
+def write_precondition(req: S3Request) -> Callable[[str | None], None] | None:
+    """If-Match / If-None-Match on a write, checked against the version being replaced:
+    412 PreconditionFailed when it fails; If-Match on a missing key is NoSuchKey (as S3)."""
+    if_match, if_none = req.headers.get("if-match"), req.headers.get("if-none-match")
+    if if_match is None and if_none is None:
+        return None
+
+    def tags(value: str) -> list[str]:
+        return [t.strip().removeprefix("W/").strip('"') for t in value.split(",") if t.strip()]
+
+    def check(current: str | None) -> None:
+        if if_match is not None:
+            if current is None:
+                raise errors.NoSuchKey(Key=req.require_key())
+            if not any(t in ("*", current) for t in tags(if_match)):
+                raise errors.PreconditionFailed(Condition="If-Match")
+        if if_none is not None and current is not None \
+                and any(t in ("*", current) for t in tags(if_none)):
+            raise errors.PreconditionFailed(Condition="If-None-Match")
+
+    return check
 
 
 async def _open_readable(ctx: Context, req: S3Request) -> osvc.OpenObject:
@@ -110,7 +133,7 @@ async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Res
         if "partNumber" in req.query:
             number = int_param(req, "partNumber", 1, lo=1, hi=10000)
             if number > len(view.segments):
-                raise errors.InvalidPartNumber("The requested partnumber is not satisfiable")
+                raise errors.PartNumberNotSatisfiable()
             start = sum(int(s[1]) for s in view.segments[: number - 1])
             length = int(view.segments[number - 1][1])
             status = 206

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from eucalypt.auth import CredentialStore
 from eucalypt.config import Config
 from eucalypt.db import Database
 from eucalypt.walrus.storage import BlobStore
@@ -32,6 +33,11 @@ class Context:
     # the lock; funnelling metadata writes through one thread avoids that.
     # None (PostgreSQL): writes run concurrently like reads.
     writer: ThreadPoolExecutor | None = None
+    # Display names of the accounts seen signing requests, by canonical id: grants by
+    # ``id=`` (headers, or XML without a DisplayName) are shown with their owner's name.
+    display_names: dict[str, str] = field(default_factory=dict)
+    # Where POST Object (browser form) uploads look up the key that signed their policy.
+    credentials: CredentialStore | None = None
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` in one transaction, committed when it returns (blocking).

@@ -99,11 +99,14 @@ async def get_object(ctx: Context, bucket: BucketView, key: str) -> ObjectView:
     return view
 
 
-def _swap(conn: Connection, bucket: BucketView, key: str, new: NewObject) -> list[list[Any]]:
+def _swap(conn: Connection, bucket: BucketView, key: str, new: NewObject,
+          precondition: Callable[[str | None], None] | None = None) -> list[list[Any]]:
     row = conn.execute(
-        select(Object.id, Object.generation, Object.segments, Object.acl)
+        select(Object.id, Object.generation, Object.segments, Object.acl, Object.etag)
         .where(Object.bucket_id == bucket.id, Object.key == key)
     ).one_or_none()
+    if precondition is not None:  # conditional write: sees the version it replaces
+        precondition(row.etag if row is not None else None)
     values: dict[str, Any] = {
         "generation": uuid.uuid4().hex, "segments": new.segments, "size": new.size,
         "etag": new.etag, "last_modified": utcnow(), "owner_id": new.owner.account_id,
@@ -127,15 +130,19 @@ def _swap(conn: Connection, bucket: BucketView, key: str, new: NewObject) -> lis
     return old
 
 
-async def commit_object(ctx: Context, bucket: BucketView, key: str, new: NewObject) -> None:
+async def commit_object(ctx: Context, bucket: BucketView, key: str, new: NewObject,
+                        precondition: Callable[[str | None], None] | None = None) -> None:
     """Make ``new`` the current version of ``key``; delete the replaced blobs afterwards.
+
+    ``precondition(current etag or None)`` runs in the commit's transaction and may raise
+    (If-Match / If-None-Match on PUT).
 
     When the commit certainly failed, the new blobs are deleted too. (On anything
     else, e.g. cancellation, they stay: the commit may still have happened, and
     an unreferenced blob is reclaimed by the startup sweep.)
     """
     try:
-        old = await _retry(ctx, bucket, lambda s: _swap(s, bucket, key, new))
+        old = await _retry(ctx, bucket, lambda s: _swap(s, bucket, key, new, precondition))
     except (errors.S3Error, SQLAlchemyError):
         await ctx.delete_blobs([seg[0] for seg in new.segments])
         raise
