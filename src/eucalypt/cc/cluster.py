@@ -227,6 +227,10 @@ class Cluster:
             node.status = NodeStatus(url=node.url, state="down", error=error)
             node.changed()
             return
+        except Exception:
+            if self.nodes.get(node.url) is not node:
+                return  # deregistered meanwhile: its client was closed under the poll
+            raise
         if self.nodes.get(node.url) is not node:
             return
         if node.status.state != "up":
