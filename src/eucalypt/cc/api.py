@@ -2,7 +2,9 @@
 
 The CLC is the CC's caller. Operations are plural (the paper):
 RunInstances, TerminateInstances, RebootInstances, DescribeInstances,
-DescribeResources, GetConsoleOutput.
+DescribeResources, GetConsoleOutput. Cloud administrators (and the CLC)
+manage the cluster's nodes with RegisterNode, DeregisterNode and
+DescribeNodes.
 """
 
 from __future__ import annotations
@@ -119,6 +121,46 @@ class InstanceIdRequest(BaseModel):
     instance_id: str
 
 
+class NodeRequest(BaseModel):
+    """A node by its NC base URL (``http(s)://host:port[/path]``)."""
+
+    url: str
+
+
+class DeregisterNodeRequest(NodeRequest):
+    # Forget the node even though it runs instances (they keep running, unknown to the cloud).
+    force: bool = False
+
+
+class DescribeNodesRequest(BaseModel):
+    urls: list[str] = Field(default_factory=list)  # empty: every node
+
+
+class NodeInfo(NodeStatus):
+    """A node as the CC sees it: last poll, where the CC learnt of it, its active instances.
+
+    ``resources``: the node's totals, and free as the CC counts it (its instances and the
+    CC's placements there that it does not report yet)."""
+
+    source: Literal["config", "registered"] = "config"
+    instances: int = 0
+
+
+class RegisterNodeResponse(BaseModel):
+    node: NodeInfo
+    added: bool  # False: the node was known already (RegisterNode is idempotent)
+
+
+class DeregisterNodeResponse(BaseModel):
+    url: str
+    removed: bool  # False: the node was not known (DeregisterNode is idempotent)
+    node: NodeInfo | None = None
+
+
+class DescribeNodesResponse(BaseModel):
+    nodes: list[NodeInfo]
+
+
 class CcClient(CcNetworkClient):
     """Typed client of one CC (instances, resources, and the network operations)."""
 
@@ -154,4 +196,17 @@ class CcClient(CcNetworkClient):
     async def get_console_output(self, instance_id: str) -> GetConsoleOutputResponse:
         return await self.call(
             "GetConsoleOutput", InstanceIdRequest(instance_id=instance_id), GetConsoleOutputResponse
+        )
+
+    async def register_node(self, url: str) -> RegisterNodeResponse:
+        return await self.call("RegisterNode", NodeRequest(url=url), RegisterNodeResponse)
+
+    async def deregister_node(self, url: str, *, force: bool = False) -> DeregisterNodeResponse:
+        return await self.call(
+            "DeregisterNode", DeregisterNodeRequest(url=url, force=force), DeregisterNodeResponse
+        )
+
+    async def describe_nodes(self, urls: list[str] | None = None) -> DescribeNodesResponse:
+        return await self.call(
+            "DescribeNodes", DescribeNodesRequest(urls=urls or []), DescribeNodesResponse
         )

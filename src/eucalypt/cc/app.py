@@ -1,47 +1,100 @@
-"""The Cluster Controller service: HTTP wiring."""
+"""The Cluster Controller service: HTTP wiring.
+
+Callers: the CLC by its component key, and cloud administrators, whose keys
+the CC resolves through the CLC's ``LookupAccessKey`` (cached briefly; while
+the CLC does not answer, an administrator's first request gets
+ServiceUnavailable).
+
+Nodes come from ``cc.nodes`` and from ``RegisterNode``; registered ones are
+kept in ``<data_dir>/cc/nodes.json`` (:mod:`eucalypt.cc.registry`) so a
+restarted CC polls them again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from eucalypt.auth.credentials import Credential
+from eucalypt.auth.credentials import ChainCredentialStore, Credential, CredentialStore
 from eucalypt.cc.api import (
+    DeregisterNodeRequest,
+    DeregisterNodeResponse,
     DescribeInstancesResponse,
+    DescribeNodesRequest,
+    DescribeNodesResponse,
     DescribeResourcesRequest,
     DescribeResourcesResponse,
     InstanceIdRequest,
     InstanceIdsRequest,
+    NodeInfo,
+    NodeRequest,
+    RegisterNodeResponse,
     RunInstancesRequest,
     RunInstancesResponse,
 )
 from eucalypt.cc.capacity import availability
-from eucalypt.cc.cluster import ACTIVE, Cluster
+from eucalypt.cc.cluster import ACTIVE, Cluster, Node
+from eucalypt.cc.errors import NodeConfigured, NodeInUse
 from eucalypt.cc.network import FoundEndpoint, make_network
 from eucalypt.cc.network.rpc import register as register_network_operations
+from eucalypt.cc.registry import NodeRegistry, normalize_node_url
 from eucalypt.cc.scheduler import make_policy
 from eucalypt.cc.service import ClusterService
+from eucalypt.clc.api import ClcIdentityStore
 from eucalypt.config import Config
 from eucalypt.nc.api import GetConsoleOutputResponse, InstanceInfo, NcClient
 from eucalypt.net.local import INSIDE_END, ensure_local_dataplane, uplink_from_config
 from eucalypt.net.runner import CommandRunner
-from eucalypt.rpc import ComponentKeys, RpcRouter, rpc_app
+from eucalypt.rpc import ComponentKeys, RemoteError, RpcRouter, rpc_app
+from eucalypt.rpc.errors import InvalidRequest, ServiceUnavailable
+
+log = logging.getLogger("eucalypt.cc")
 
 CALLERS = {"clc", "admin"}
 #: How long a starting CC waits for its nodes' first answers before it sets up the network.
 START_POLL_SECONDS = 10.0
+#: How long RegisterNode waits for the new node's first answer before it replies.
+REGISTER_POLL_SECONDS = 5.0
+
+
+class _AdminKeys:
+    """The CLC's answer for a key that is not a component's; ServiceUnavailable (not an
+    internal error) while the CLC cannot be asked."""
+
+    def __init__(self, store: ClcIdentityStore) -> None:
+        self._store = store
+
+    async def lookup(self, access_key: str) -> Credential | None:
+        try:
+            return await self._store.lookup(access_key)
+        except RemoteError as exc:
+            raise ServiceUnavailable(
+                f"cannot verify the access key: the CLC does not answer ({exc.message})"
+            ) from None
+
+
+def _same_url(url: str) -> str:
+    return url.strip().rstrip("/")
 
 
 def create_app(config: Config) -> FastAPI:
+    # Our own copy: RegisterNode changes cc.nodes (the network manager reads it).
+    config = config.model_copy(deep=True)
     if config.cc.local_uplink and not config.cc.public_interface:
         # The single-host data plane: public addresses sit on the veth's inside end.
-        config = config.model_copy(deep=True)
         config.cc.public_interface = INSIDE_END
     keys = ComponentKeys.load(config.keys_dir)
     me = keys.credential("cc")
+    registry = NodeRegistry.in_data_dir(config.data_dir)
+    configured = list(dict.fromkeys(config.cc.nodes))
+    in_config = {_same_url(u) for u in configured}
+    # Registered nodes in registration order (a dict: order and O(1) membership).
+    registered = dict.fromkeys(u for u in registry.load() if u not in in_config)
+    config.cc.nodes = [*configured, *registered]
     network = make_network(config, credential=me)
 
     async def adopt(node_url: str, instances: list[InstanceInfo]) -> None:
@@ -54,10 +107,13 @@ def create_app(config: Config) -> FastAPI:
             ]
         )
 
-    cluster = Cluster(
-        {url: NcClient(url, me, region=config.region, timeout=60.0) for url in config.cc.nodes},
-        on_first_contact=adopt,
-    )
+    def nc_client(url: str) -> NcClient:
+        return NcClient(url, me, region=config.region, timeout=60.0)
+
+    cluster = Cluster({url: nc_client(url) for url in config.cc.nodes}, on_first_contact=adopt)
+    membership = asyncio.Lock()  # RegisterNode / DeregisterNode, one at a time
+    admins = ClcIdentityStore(config, component="cc")
+    credentials: CredentialStore = ChainCredentialStore(keys.store(["clc"]), _AdminKeys(admins))
     service = ClusterService(cluster, make_policy(config.cc.scheduler), network)
 
     @contextlib.asynccontextmanager
@@ -77,8 +133,9 @@ def create_app(config: Config) -> FastAPI:
                 await poller
             await cluster.aclose()
             await network.stop()
+            await admins.aclose()
 
-    app = rpc_app("cc", keys.store(["clc"]))
+    app = rpc_app("cc", credentials)
     app.router.lifespan_context = lifespan
     app.state.service = service
     router = RpcRouter()
@@ -141,6 +198,100 @@ def create_app(config: Config) -> FastAPI:
     ) -> GetConsoleOutputResponse:
         """The instance's serial console, from its node."""
         return await service.console(req.instance_id)
+
+    def find(url: str) -> Node | None:
+        wanted = _same_url(url)
+        node = cluster.nodes.get(wanted)
+        if node is not None:
+            return node
+        return next((n for n in cluster.nodes.values() if _same_url(n.url) == wanted), None)
+
+    def node_info(node: Node) -> NodeInfo:
+        status = node.status
+        # Free as the scheduler counts it now (the NC's own figures may be a few polls old).
+        resources = node.view().free if status.resources is not None else None
+        return NodeInfo(
+            url=status.url,
+            state=status.state,
+            node=status.node,
+            resources=resources,
+            error=status.error,
+            source="registered" if node.url in registered else "config",
+            instances=node.active(),
+        )
+
+    def node_url(raw: str) -> str:
+        try:
+            return normalize_node_url(raw)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    @router.operation("RegisterNode", NodeRequest, RegisterNodeResponse, allow=CALLERS)
+    async def register_node(req: NodeRequest, caller: Credential) -> RegisterNodeResponse:
+        """Add an NC to the cluster (idempotent); it is polled from then on and kept in
+        <data_dir>/cc/nodes.json across restarts."""
+        url = node_url(req.url)
+        async with membership:
+            node = find(url)
+            if node is not None:
+                return RegisterNodeResponse(node=node_info(node), added=False)
+            await asyncio.to_thread(registry.save, [*registered, url])
+            registered[url] = None
+            config.cc.nodes.append(url)
+            node = cluster.add(url, nc_client(url))
+        log.info("node registered", extra={"node_url": url, "caller": caller.access_key})
+        # Its first answer, so the reply says whether it is up (it is polled from now on anyway).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cluster.poll_node(node), REGISTER_POLL_SECONDS)
+        return RegisterNodeResponse(node=node_info(node), added=True)
+
+    @router.operation(
+        "DeregisterNode", DeregisterNodeRequest, DeregisterNodeResponse, allow=CALLERS
+    )
+    async def deregister_node(
+        req: DeregisterNodeRequest, caller: Credential
+    ) -> DeregisterNodeResponse:
+        """Stop using a registered NC (idempotent). Refused while it runs instances unless
+        ``force`` (they keep running, unknown to the cloud); configured nodes are refused."""
+        url = node_url(req.url)
+        async with membership:
+            node = find(url)
+            if node is None:
+                return DeregisterNodeResponse(url=url, removed=False)
+            if node.url not in registered:
+                raise NodeConfigured(
+                    f"{node.url} is in the configuration (cc.nodes): remove it there "
+                    "and restart the CC"
+                )
+            active = node.active()
+            if active and not req.force:
+                raise NodeInUse(
+                    f"{node.url} runs {active} instance(s): terminate them first, "
+                    "or force the deregistration"
+                )
+            await asyncio.to_thread(registry.save, [u for u in registered if u != node.url])
+            del registered[node.url]
+            if node.url in config.cc.nodes:
+                config.cc.nodes.remove(node.url)
+            info = node_info(node)
+            cluster.remove(node.url)
+        await node.client.aclose()
+        log.info(
+            "node deregistered",
+            extra={"node_url": node.url, "instances": active, "caller": caller.access_key},
+        )
+        return DeregisterNodeResponse(url=node.url, removed=True, node=info)
+
+    @router.operation("DescribeNodes", DescribeNodesRequest, DescribeNodesResponse, allow=CALLERS)
+    async def describe_nodes(
+        req: DescribeNodesRequest, _caller: Credential
+    ) -> DescribeNodesResponse:
+        """The cluster's nodes (or those named): last poll, source, active instances."""
+        if req.urls:
+            chosen = [n for n in (find(u) for u in req.urls) if n is not None]
+        else:
+            chosen = list(cluster.nodes.values())
+        return DescribeNodesResponse(nodes=[node_info(n) for n in chosen])
 
     register_network_operations(router, network, allow=CALLERS)
     router.mount(app)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from eucalypt.cc.api import VmTypeAvailability, VmTypeSpec
 from eucalypt.nc.api import NodeResources
+
+Resources = tuple[int, int, int]  # cores, memory MiB, disk GiB
 
 
 def fits(cores: int, memory_mib: int, disk_gib: int, vm: VmTypeSpec) -> int:
@@ -17,21 +20,26 @@ def fits(cores: int, memory_mib: int, disk_gib: int, vm: VmTypeSpec) -> int:
     )
 
 
+def _total(shapes: Counter[Resources], vm: VmTypeSpec) -> int:
+    return sum(count * max(fits(c, m, d, vm), 0) for (c, m, d), count in shapes.items())
+
+
 def availability(
     nodes: Iterable[NodeResources], vm_types: Iterable[VmTypeSpec]
 ) -> list[VmTypeAvailability]:
     """Per VM type: the sum over nodes of the minimum over cores, memory, disk.
 
     ``available`` uses what is free now; ``maximum`` what each node has in all.
+    Nodes are grouped by their (free, total) figures first: a cluster of a few
+    node models has few distinct shapes however many nodes it has, so each VM
+    type costs O(shapes), and the whole answer O(nodes + shapes x types).
     """
-    node_list = list(nodes)
-    out = []
-    for vm in vm_types:
-        available = sum(
-            fits(n.cores_free, n.memory_mib_free, n.disk_gib_free, vm) for n in node_list
-        )
-        maximum = sum(
-            fits(n.cores_total, n.memory_mib_total, n.disk_gib_total, vm) for n in node_list
-        )
-        out.append(VmTypeAvailability(**vm.model_dump(), available=available, maximum=maximum))
-    return out
+    free: Counter[Resources] = Counter()
+    total: Counter[Resources] = Counter()
+    for n in nodes:
+        free[n.cores_free, n.memory_mib_free, n.disk_gib_free] += 1
+        total[n.cores_total, n.memory_mib_total, n.disk_gib_total] += 1
+    return [
+        VmTypeAvailability(**vm.model_dump(), available=_total(free, vm), maximum=_total(total, vm))
+        for vm in vm_types
+    ]

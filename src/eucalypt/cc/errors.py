@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eucalypt.rpc.errors import InsufficientCapacity, NotFound, RpcError
+from eucalypt.rpc.errors import Conflict, InsufficientCapacity, NotFound, RpcError
 
 
 class InstanceNotFound(NotFound):
@@ -20,4 +20,14 @@ class NodeUnavailable(RpcError):
     message = "The node that runs the instance does not answer; retry later."
 
 
-__all__ = ["InstanceNotFound", "NoCapacity", "NodeUnavailable"]
+class NodeInUse(Conflict):
+    code = "NodeInUse"
+    message = "The node runs instances: terminate them first (or force the deregistration)."
+
+
+class NodeConfigured(Conflict):
+    code = "NodeConfigured"
+    message = "The node is in the configuration (cc.nodes): remove it there."
+
+
+__all__ = ["InstanceNotFound", "NoCapacity", "NodeConfigured", "NodeInUse", "NodeUnavailable"]

@@ -53,19 +53,27 @@ class ClusterService:
                     instance_id=spec.instance_id, ok=False, error_code=code, error_message=message
                 )
             tried.add(url)
-            node = self.cluster.nodes[url]
+            node = self.cluster.nodes.get(url)
+            if node is None:  # deregistered (forced) since we picked it
+                continue
             try:
                 net = await self.network.prepare(spec, url)
-                reply = await node.client.run_instance(
-                    RunInstanceRequest(
-                        instance_id=spec.instance_id,
-                        reservation_id=spec.reservation_id,
-                        owner_id=spec.owner_id,
-                        vm=spec.vm,
-                        images=spec.images,
-                        network=net,
-                    )
+                request = RunInstanceRequest(
+                    instance_id=spec.instance_id,
+                    reservation_id=spec.reservation_id,
+                    owner_id=spec.owner_id,
+                    vm=spec.vm,
+                    images=spec.images,
+                    network=net,
                 )
+                try:
+                    reply = await node.client.run_instance(request)
+                except RemoteError as exc:
+                    if exc.code != "ServiceUnavailable":
+                        raise
+                    # Once more on the same node: a kept-alive connection that the NC closed
+                    # as we reused it fails like this, and RunInstance is idempotent per id.
+                    reply = await node.client.run_instance(request)
             except RemoteError as exc:
                 self.cluster.release(url, spec.instance_id)
                 await self.network.release(spec.instance_id)

@@ -1,7 +1,9 @@
-"""``eucalypt admin``: accounts, users, access keys and certificates.
+"""``eucalypt admin``: accounts, users, access keys, certificates and nodes.
 
-These commands open the CLC database directly (like other clouds' manage
-tools) and work whether or not the services are running.
+The account, user, key and certificate commands open the CLC database
+directly (like other clouds' manage tools) and work whether or not the
+services are running. ``eucalypt admin node`` (:mod:`eucalypt.cli.nodes`)
+asks the running CC instead.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from eucalypt.clc.app import open_database
 from eucalypt.clc.certs import CloudCA
 from eucalypt.clc.errors import IdentityError
 from eucalypt.cli.common import config_option, load_config
+from eucalypt.cli.nodes import node_group
 
 T = TypeVar("T")
 
@@ -80,7 +83,10 @@ def key_table(keys: list[identity.KeyInfo], show_secret: bool) -> Table:
 
 @click.group("admin")
 def admin_group() -> None:
-    """Manage accounts, users, access keys and certificates."""
+    """Manage accounts, users, access keys, certificates and a cluster's nodes."""
+
+
+admin_group.add_command(node_group)
 
 
 @admin_group.group("account")

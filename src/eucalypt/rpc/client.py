@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from typing import TypeVar
 
 import httpx
@@ -16,6 +18,16 @@ from eucalypt.rpc.errors import RemoteError
 T = TypeVar("T", bound=BaseModel)
 
 SERVICE = "eucalypt"
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context, built once per process.
+
+    Each ``httpx.AsyncClient`` otherwise loads the CA bundle anew (~60 ms and
+    ~0.8 MB each): a CC with 1,000 NCs has 1,000 clients.
+    """
+    return httpx.create_ssl_context()
 
 
 class RpcClient:
@@ -40,6 +52,7 @@ class RpcClient:
             base_url=self.base_url,
             auth=HttpxSigV4Auth(credential, region=region, service=SERVICE),
             timeout=timeout,
+            verify=_tls_context(),
         )
 
     async def call(self, operation: str, request: BaseModel, response_type: type[T]) -> T:

@@ -15,11 +15,13 @@ from typing import Protocol
 from eucalypt.nc.api import NodeResources, VmSpec
 
 
-@dataclass
+@dataclass(frozen=True)
 class NodeView:
     """What the scheduler sees of one node: its place in config order and its free resources.
 
-    ``free`` is the last poll minus what the CC has placed there since.
+    ``free`` is the last poll minus what the CC has placed there since. The CC
+    keeps a node's view between changes and hands the same object to every
+    placement: policies read views, never change them.
     """
 
     url: str

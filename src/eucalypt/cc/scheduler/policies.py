@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 from eucalypt.cc.scheduler.base import Filter, NodeView, PlacementRequest, Policy, Weigher
 from eucalypt.cc.scheduler.filters import NodeUpFilter, ResourceFilter
@@ -24,8 +25,36 @@ class WeightedPolicy:
         self.weighers = list(weighers)
 
     def candidates(self, nodes: Sequence[NodeView], request: PlacementRequest) -> list[NodeView]:
-        ok = [n for n in nodes if all(f.passes(n, request) for f in self.filters)]
-        return sorted(ok, key=lambda n: (-sum(w.weigh(n, request) for w in self.weighers), n.index))
+        # Called for every placement over every node: plain loops, no per-node generators.
+        ok = _passing(nodes, self.filters, request)
+        if len(self.weighers) == 1:
+            weigh = self.weighers[0].weigh
+            keyed = [(-weigh(n, request), n.index, n) for n in ok]
+        else:
+            keyed = [(-_weight(self.weighers, n, request), n.index, n) for n in ok]
+        keyed.sort(key=_RANK)  # weight, then config order (never the views themselves)
+        return [k[2] for k in keyed]
+
+
+_RANK = itemgetter(0, 1)
+
+
+def _weight(weighers: Sequence[Weigher], node: NodeView, request: PlacementRequest) -> float:
+    total = 0.0
+    for w in weighers:
+        total += w.weigh(node, request)
+    return total
+
+
+def _passing(
+    nodes: Sequence[NodeView], filters: Sequence[Filter], request: PlacementRequest
+) -> list[NodeView]:
+    """The nodes every filter passes, in their order."""
+    ok = list(nodes)
+    for f in filters:
+        passes = f.passes
+        ok = [n for n in ok if passes(n, request)]
+    return ok
 
 
 class RoundRobinPolicy:
@@ -42,7 +71,7 @@ class RoundRobinPolicy:
             return []
         start = self._next % len(nodes)
         rotated = list(nodes[start:]) + list(nodes[:start])
-        ok = [n for n in rotated if all(f.passes(n, request) for f in self.filters)]
+        ok = _passing(rotated, self.filters, request)
         if ok:
             self._next = ok[0].index + 1
         return ok
