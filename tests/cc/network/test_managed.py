@@ -11,7 +11,7 @@ from eucalypt.auth.credentials import Credential
 from eucalypt.cc.netapi import IngressRule
 from eucalypt.net.links import read_links
 from eucalypt.net.runner import RecordingRunner
-from tests.cc.network.topology import build_cluster, metadata_upstream
+from tests.cc.network.topology import build_cluster, launch_spec, metadata_upstream
 from tests.net.helpers import Lab, needs_root, run_async
 
 pytestmark = [pytest.mark.netns, needs_root]
@@ -186,3 +186,32 @@ async def test_cross_cluster_group_shares_one_lan() -> None:
         finally:
             await c1.manager.stop()
             await c2.manager.stop()
+
+
+@run_async
+async def test_concurrent_launches_share_data_plane_syncs() -> None:
+    """The launches of one RunInstances (concurrent prepares) are applied by one or two
+    syncs, not one each, and every instance still gets its lease and its LAN."""
+    import asyncio
+
+    async with Lab() as lab:
+        cl = await build_cluster(lab)
+        try:
+            n1, n2 = cl.urls
+            await cl.launch("i-000a0", "sg-a", n1)  # the network exists before the batch
+            before = cl.manager.syncs
+            ids = [f"i-000b{i}" for i in range(6)]
+            urls = [(n1, n2)[i % 2] for i in range(len(ids))]
+            pairs = list(zip(ids, urls, strict=True))
+            specs = await asyncio.gather(
+                *(cl.manager.prepare(launch_spec(iid, "sg-a"), u) for iid, u in pairs)
+            )
+            got = [await cl.attach(i, u, sp) for (i, u), sp in zip(pairs, specs, strict=True)]
+            assert 1 <= cl.manager.syncs - before <= 2, cl.manager.syncs - before
+            ips = [ip for _, ip in got]
+            assert len(set(ips)) == len(ids)
+            # all on one LAN across both nodes
+            assert await lab.ping(got[0][0], ips[1])
+            assert await lab.ping(got[-1][0], ips[0])
+        finally:
+            await cl.manager.stop()

@@ -86,6 +86,10 @@ class Cluster:
         """Prepare the instance's network as the CC would, do the node's part, boot a
         namespace "VM" and DHCP: returns (namespace, address)."""
         spec: NetworkSpec = await self.manager.prepare(launch_spec(instance_id, group), node_url)
+        return await self.attach(instance_id, node_url, spec)
+
+    async def attach(self, instance_id: str, node_url: str, spec: NetworkSpec) -> tuple[str, str]:
+        """The node's part of a launch whose network the CC has prepared (``spec``)."""
         node = self.manager.node_network(instance_id)
         assert spec.bridge == node.bridge and spec.private_ip
         node_ns = self.nodes[node_url]

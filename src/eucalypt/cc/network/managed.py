@@ -166,6 +166,13 @@ class ManagedNetwork:
         self.pool = parse_pool(cc.public_ips)
         self.book = _Book()
         self.lock = asyncio.Lock()
+        # Syncs are coalesced: a sync asked for while one runs is covered by the
+        # next one, which renders the book as it is by then (see _sync).
+        self._sync_lock = asyncio.Lock()
+        self._sync_asked = 0  # generation of the latest request
+        self._sync_done = 0  # generation the host is known to match
+        self._sync_failed: tuple[int, BaseException] | None = None
+        self.syncs = 0  # data-plane syncs run (tests and benchmarks read it)
         self.started = False
         self.adoption_grace = adoption_grace
         self._expiry: asyncio.Task[None] | None = None
@@ -237,7 +244,11 @@ class ManagedNetwork:
         return free[0]
 
     async def prepare(self, spec: LaunchSpec, node_url: str) -> NetworkSpec:
-        """Give the instance an address in its group's network and bring that network up."""
+        """Give the instance an address in its group's network and bring that network up.
+
+        The booking is made under the lock; the data-plane sync is awaited outside
+        it, so that the launches of one RunInstances share one or two syncs.
+        """
         req = spec.network
         async with self.lock:
             group = req.network or "default"
@@ -256,12 +267,14 @@ class ManagedNetwork:
                     node_url=node_url,
                 )
                 self.book.endpoints[spec.instance_id] = ep
-            try:
-                await self._sync()
-            except Exception:
-                self.book.endpoints.pop(spec.instance_id, None)
-                raise
-            return self._spec(ep)
+        try:
+            await self._sync()
+        except Exception:
+            async with self.lock:
+                if self.book.endpoints.get(spec.instance_id) is ep:
+                    del self.book.endpoints[spec.instance_id]
+            raise
+        return self._spec(ep)
 
     async def release(self, instance_id: str) -> None:
         async with self.lock:
@@ -605,8 +618,30 @@ class ManagedNetwork:
         return state, dhcp
 
     async def _sync(self) -> None:
-        state, dhcp = self.desired()
-        await self.plane.sync(state, dhcp)
+        """Make the host match the book as it is now (or as it is later).
+
+        Requests made while a sync runs wait for it, and then the first of them
+        runs one sync for all: it renders the book after every one of their
+        changes, so each caller returns once the host has its change. A failed
+        sync fails every caller it was to cover.
+        """
+        self._sync_asked += 1
+        mine = self._sync_asked
+        async with self._sync_lock:
+            if self._sync_done >= mine:
+                return
+            failed = self._sync_failed
+            if failed is not None and failed[0] >= mine:
+                raise failed[1]
+            covers = self._sync_asked
+            state, dhcp = self.desired()
+            self.syncs += 1
+            try:
+                await self.plane.sync(state, dhcp)
+            except Exception as exc:
+                self._sync_failed = (covers, exc)
+                raise
+            self._sync_done = covers
 
     async def _keep_host_state(self) -> None:
         """Keep what a killed CC left on the host for the adopted endpoints (see above)."""
