@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
+from functools import partial
 from urllib.parse import unquote
 
 from eucalypt.walrus import errors, xml
@@ -34,9 +36,11 @@ SMALL_CHUNK, LARGE_CHUNK = 1 << 20, 4 << 20
 CHECKSUM_HEADERS = ("x-amz-checksum-crc32", "x-amz-checksum-sha1", "x-amz-checksum-sha256")
 
 
-async def put_object(ctx: Context, req: S3Request) -> Response:
-    if "x-amz-copy-source" in req.headers:
-        return await copy_object(ctx, req)
+async def _admit_put(ctx: Context, req: S3Request) -> tuple[BucketView, osvc.NewObject]:
+    """Everything a PUT is checked for before its body: bucket, ACL, headers.
+
+    Returns the bucket and the new object's metadata (its blob still to come).
+    """
     principal = requester(req)
     bucket = await bsvc.get_bucket(ctx, req.require_bucket())
     require(bucket.acl, principal, "WRITE")
@@ -44,9 +48,30 @@ async def put_object(ctx: Context, req: S3Request) -> Response:
     meta = metadata_from(req)
     storage_class = storage_class_from(req)
     canned, grants = acl_from_request(req.headers)
-    blob = await receive_blob(req, ctx.store, ctx.executor)
-    new = osvc.NewObject.from_blob(blob, principal, headers=meta, storage_class=storage_class,
-                                   acl=canned, grants=grants)
+    return bucket, osvc.NewObject(segments=[], size=0, etag="", owner=principal, headers=meta,
+                                  storage_class=storage_class, acl=canned, grants=grants)
+
+
+async def put_object(ctx: Context, req: S3Request) -> Response:
+    if "x-amz-copy-source" in req.headers:
+        return await copy_object(ctx, req)
+    # A small body may arrive while the bucket is looked up (receive_blob
+    # stores nothing before this admission passed); its errors come first.
+    admission = asyncio.ensure_future(_admit_put(ctx, req))
+    try:
+        blob = await receive_blob(req, ctx.store, ctx.executor, admission=admission)
+    except errors.S3Error:
+        refused = (await asyncio.gather(admission, return_exceptions=True))[0]
+        if isinstance(refused, errors.S3Error):
+            raise refused from None
+        raise
+    except BaseException:
+        admission.cancel()
+        await asyncio.gather(admission, return_exceptions=True)
+        raise
+    bucket, meta = admission.result()
+    new = dataclasses.replace(meta, segments=[[blob.blob_id, blob.size]], size=blob.size,
+                              etag=blob.etag, inline=blob.data)
     await osvc.commit_object(ctx, bucket, req.require_key(), new)
     resp = empty_response().header("etag", quoted_etag(blob.etag))
     for name in CHECKSUM_HEADERS:
@@ -55,10 +80,12 @@ async def put_object(ctx: Context, req: S3Request) -> Response:
     return resp
 
 
-async def _open_readable(ctx: Context, req: S3Request) -> osvc.OpenObject:
+async def _open_readable(ctx: Context, req: S3Request, *, fetch: bool = True
+                         ) -> osvc.OpenObject:
     """Open the object for reading, or raise NoSuchKey/AccessDenied as S3 would."""
     principal = requester(req)
-    bucket, opened = await osvc.open_by_name(ctx, req.require_bucket(), req.require_key())
+    bucket, opened = await osvc.open_by_name(ctx, req.require_bucket(), req.require_key(),
+                                             fetch=fetch)
     if opened is None:
         # Without the right to list the bucket, absence is not disclosed.
         require(bucket.acl, principal, "READ")
@@ -101,7 +128,7 @@ async def _stream(ctx: Context, opened: osvc.OpenObject, start: int, length: int
 async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Response:
     if req.query.get("versionId", "null") != "null":
         raise errors.InvalidArgument("Invalid version id specified")
-    opened = await _open_readable(ctx, req)
+    opened = await _open_readable(ctx, req, fetch=not head)
     try:
         view = opened.view
         check_conditions(req.headers, view)
@@ -132,6 +159,10 @@ async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Res
     if head or length == 0:
         opened.close()
         return Response(status=status, headers=headers, length=length)
+    body = opened.inline_bytes(start, length)
+    if body is not None:  # a small object: already in memory, no file to stream from
+        opened.close()
+        return Response(status=status, headers=headers, body=body)
     return Response(status=status, headers=headers, stream=_stream(ctx, opened, start, length),
                     length=length, cleanup=cleanup)
 
@@ -246,11 +277,12 @@ async def _copy_bytes(ctx: Context, req: S3Request, bucket: BucketView,
                                     "allowable size for a copy source: 5368709120")
     meta = dict(view.headers) if directive == "COPY" else metadata_from(req)
     known = None if "-" in view.etag else bytes.fromhex(view.etag)
-    blob = await ctx.io(osvc.copy_range, ctx.store, opened, 0, view.size, known)
+    blob = await ctx.io(partial(osvc.copy_range, inline_ok=True), ctx.store, opened, 0,
+                        view.size, known)
     return blob, meta, storage_class
 
 
 async def get_object_tagging(ctx: Context, req: S3Request) -> Response:
-    opened = await _open_readable(ctx, req)
+    opened = await _open_readable(ctx, req, fetch=False)
     opened.close()
     return xml_response(xml.render("Tagging", [("TagSet", [])]))
