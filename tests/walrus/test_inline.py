@@ -164,3 +164,28 @@ def test_content_md5_mismatch_on_a_small_body_stores_nothing(walrus: WalrusServe
     assert err.value.response["Error"]["Code"] == "BadDigest"
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"old"
     assert _inline_state(walrus)[0] == rows
+
+
+def test_small_put_errors_come_in_order(walrus: WalrusServer, s3: Any, bucket: str) -> None:
+    """The one-trip path for small bodies reports the bucket's errors before the body's."""
+    from botocore.exceptions import ClientError
+
+    from tests.walrus.conftest import BOB
+
+    bob = walrus.client(BOB)
+    bad_md5 = "1B2M2Y8AsgTpgAmY7PhCfg=="
+    cases = [
+        (s3, {"Bucket": "no-such-bucket-" + bucket}, "NoSuchBucket"),
+        (s3, {"Bucket": "no-such-bucket-" + bucket, "ContentMD5": bad_md5}, "NoSuchBucket"),
+        (bob, {"Bucket": bucket}, "AccessDenied"),
+        (bob, {"Bucket": bucket, "ContentMD5": bad_md5}, "AccessDenied"),
+        (s3, {"Bucket": bucket, "ContentMD5": bad_md5}, "BadDigest"),
+        (s3, {"Bucket": bucket, "StorageClass": "NOPE"}, "InvalidStorageClass"),
+    ]
+    rows = _inline_state(walrus)[0]
+    for client, args, code in cases:
+        with pytest.raises(ClientError) as err:
+            client.put_object(Key="k", Body=b"small body", **args)
+        assert err.value.response["Error"]["Code"] == code, args
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert _inline_state(walrus)[0] == rows

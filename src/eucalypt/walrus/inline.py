@@ -33,6 +33,8 @@ _TABLE = cast(Table, InlineBlob.__table__)
 _INSERT = insert(_TABLE)
 _IDS: BindParameter[str] = bindparam("ids", expanding=True)
 _FETCH = select(_TABLE.c.blob_id, _TABLE.c.data).where(_TABLE.c.blob_id.in_(_IDS))
+# An inline object has exactly one segment: no expanding IN to render per call.
+_FETCH_ONE = select(_TABLE.c.data).where(_TABLE.c.blob_id == bindparam("id"))
 _DELETE = delete(_TABLE).where(_TABLE.c.blob_id.in_(_IDS))
 
 
@@ -87,6 +89,9 @@ def fetch(conn: Connection, blob_ids: list[str]) -> dict[str, bytes]:
     wanted = [b for b in blob_ids if is_inline(b)]
     if not wanted:
         return {}
+    if len(wanted) == 1:
+        data = conn.execute(_FETCH_ONE, {"id": wanted[0]}).scalar_one_or_none()
+        return {} if data is None else {wanted[0]: data}
     return {row.blob_id: row.data for row in conn.execute(_FETCH, {"ids": wanted})}
 
 

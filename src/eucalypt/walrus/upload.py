@@ -46,6 +46,9 @@ EARLY_BODY = 1 << 20
 IN_FLIGHT = 2 << 20
 # Below this, more threads cost more than they save: one trip does it all.
 PARALLEL_MIN = 128 << 10
+# An inline body up to this size is hashed and checked on the event loop: a
+# thread trip would cost more than the hashing (well under a millisecond).
+LOOP_MAX = 64 << 10
 MAX_PUT_SIZE = 5 * (1 << 30)
 
 
@@ -182,6 +185,50 @@ class _Sink:
         if self.inline:
             return StoredBlob(inline.new_id(), self.size, digest, b"".join(self.kept))
         return StoredBlob(self.writer.blob_id, self.size, digest)
+
+
+class _NoFile:
+    """The writer of an inline body: no file is ever made."""
+
+    blob_id = ""
+    size = 0
+
+    def abort(self) -> None:
+        pass
+
+
+def inline_plan(req: S3Request) -> BodyPlan | None:
+    """The body plan of a request whose body will certainly be an inline blob, else None.
+
+    That is a body that is not aws-chunked (its length on the wire is its
+    declared length, which the HTTP layer enforces) of at most
+    ``inline.INLINE_MAX`` bytes. Raises the S3 error of an invalid request
+    (bad Content-Length, Content-MD5, x-amz-content-sha256).
+    """
+    plan = BodyPlan.for_request(req)
+    if plan.decoder is not None or plan.length is None or plan.length > inline.INLINE_MAX:
+        return None
+    return plan
+
+
+async def receive_inline(req: S3Request, plan: BodyPlan, executor: Executor) -> StoredBlob:
+    """Read and check a body that ``inline_plan`` accepted; returns it as an inline blob.
+
+    Nothing is stored anywhere: the bytes go to the database with the object's row.
+    """
+    buf = bytearray()
+    try:
+        async for chunk in chunks(req):
+            buf += chunk
+            if len(buf) > inline.INLINE_MAX:
+                raise errors.IncompleteBody()
+        sink = _Sink(plan, _NoFile(), inline.INLINE_MAX, True)  # type: ignore[arg-type]
+        if len(buf) <= LOOP_MAX:
+            return sink.whole(buf, req.headers)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, sink.whole, buf, req.headers)
+    except AuthError as exc:
+        raise s3_error_for(exc, req) from exc
 
 
 async def receive_blob(req: S3Request, store: BlobStore, executor: Executor,

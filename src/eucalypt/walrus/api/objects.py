@@ -22,14 +22,20 @@ from eucalypt.walrus.api.common import (
     requester,
     storage_class_from,
 )
-from eucalypt.walrus.body import read_small_body
+from eucalypt.walrus.body import BodyPlan, read_small_body
 from eucalypt.walrus.http import MAX_KEY_BYTES, Response, S3Request, empty_response, xml_response
 from eucalypt.walrus.security import acl_from_request, require
 from eucalypt.walrus.services import Context
 from eucalypt.walrus.services import buckets as bsvc
 from eucalypt.walrus.services import objects as osvc
 from eucalypt.walrus.services.buckets import BucketView
-from eucalypt.walrus.upload import MAX_PUT_SIZE, StoredBlob, receive_blob
+from eucalypt.walrus.upload import (
+    MAX_PUT_SIZE,
+    StoredBlob,
+    inline_plan,
+    receive_blob,
+    receive_inline,
+)
 
 # Bigger reads cost less CPU per byte; small objects keep small buffers.
 SMALL_CHUNK, LARGE_CHUNK = 1 << 20, 4 << 20
@@ -52,9 +58,57 @@ async def _admit_put(ctx: Context, req: S3Request) -> tuple[BucketView, osvc.New
                                   storage_class=storage_class, acl=canned, grants=grants)
 
 
+async def _put_inline(ctx: Context, req: S3Request, plan: BodyPlan) -> StoredBlob | None:
+    """PutObject of a small body in one thread trip: the body is read and checked on the
+    event loop, then the bucket lookup, the ACL check and the commit of bytes and metadata
+    run in one write transaction. Errors come in the same order as on the general path.
+
+    Returns None (nothing done) when the request's headers are invalid: the general path
+    then reports them in its own order.
+    """
+    principal = requester(req)
+    try:
+        reject_unsupported(req)
+        meta = metadata_from(req)
+        storage_class = storage_class_from(req)
+        canned, grants = acl_from_request(req.headers)
+    except errors.S3Error:
+        return None
+    bucket_name = req.require_bucket()
+    try:
+        blob = await receive_inline(req, plan, ctx.executor)
+    except errors.S3Error:
+        # The bucket's errors (NoSuchBucket, AccessDenied) come before the body's.
+        bucket = await bsvc.get_bucket(ctx, bucket_name)
+        require(bucket.acl, principal, "WRITE")
+        raise
+    new = osvc.NewObject(segments=[[blob.blob_id, blob.size]], size=blob.size, etag=blob.etag,
+                         owner=principal, headers=meta, storage_class=storage_class,
+                         acl=canned, grants=grants, inline=blob.data)
+    await osvc.commit_inline(ctx, bucket_name, req.require_key(), new,
+                             lambda bucket: require(bucket.acl, principal, "WRITE"))
+    return blob
+
+
 async def put_object(ctx: Context, req: S3Request) -> Response:
     if "x-amz-copy-source" in req.headers:
         return await copy_object(ctx, req)
+    try:
+        plan = inline_plan(req)
+    except errors.S3Error:
+        plan = None  # the general path reports it, after the bucket's own errors
+    blob = await _put_inline(ctx, req, plan) if plan is not None else None
+    if blob is None:
+        blob = await _put_general(ctx, req)
+    resp = empty_response().header("etag", quoted_etag(blob.etag))
+    for name in CHECKSUM_HEADERS:
+        if name in req.headers:
+            resp.header(name, req.headers[name])
+    return resp
+
+
+async def _put_general(ctx: Context, req: S3Request) -> StoredBlob:
+    """PutObject of any body: streamed into a blob (a file, or inline if small)."""
     # A small body may arrive while the bucket is looked up (receive_blob
     # stores nothing before this admission passed); its errors come first.
     admission = asyncio.ensure_future(_admit_put(ctx, req))
@@ -73,11 +127,7 @@ async def put_object(ctx: Context, req: S3Request) -> Response:
     new = dataclasses.replace(meta, segments=[[blob.blob_id, blob.size]], size=blob.size,
                               etag=blob.etag, inline=blob.data)
     await osvc.commit_object(ctx, bucket, req.require_key(), new)
-    resp = empty_response().header("etag", quoted_etag(blob.etag))
-    for name in CHECKSUM_HEADERS:
-        if name in req.headers:
-            resp.header(name, req.headers[name])
-    return resp
+    return blob
 
 
 async def _open_readable(ctx: Context, req: S3Request, *, fetch: bool = True

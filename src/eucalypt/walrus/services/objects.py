@@ -154,6 +154,30 @@ async def commit_object(ctx: Context, bucket: BucketView, key: str, new: NewObje
     await ctx.delete_blobs(old)
 
 
+async def commit_inline(ctx: Context, bucket_name: str, key: str, new: NewObject,
+                        admit: Callable[[BucketView], None]) -> None:
+    """Look up the bucket, ``admit(bucket)`` (raise to refuse) and make ``new`` (an inline
+    object) the current version of ``key``: all in one write transaction, one thread trip.
+
+    An inline object has no file to clean up if this fails.
+    """
+    assert new.inline is not None
+
+    def work(conn: Connection) -> list[str]:
+        bucket = get_bucket_sync(conn, bucket_name)
+        admit(bucket)
+        return _swap(conn, bucket, key, new)
+
+    for _ in range(ATTEMPTS):
+        try:
+            old = await ctx.write(work)
+        except (_Conflict, IntegrityError):
+            continue  # lost a race; a bucket deleted meanwhile is NoSuchBucket next time
+        await ctx.delete_blobs(old)
+        return
+    raise errors.OperationAborted()
+
+
 async def _retry(ctx: Context, bucket: BucketView, fn: Callable[[Connection], T]) -> T:
     """Run a write transaction, again if it lost a race (compare-and-set or unique key)."""
     for _ in range(ATTEMPTS):
