@@ -7,6 +7,11 @@ pagination over 10,000 keys; plus the machine's ceilings in the same run
 (loopback TCP, disk write + fsync, one core of MD5). Prints every figure for
 both servers with the ratio, and writes them to ``bench/s3/RESULTS.md``.
 
+Both servers run at once and every measurement is taken on one, then right
+away on the other (alternating which goes first), so that a machine whose
+load drifts (other work on it) affects both alike; the short measurements
+are repeated and the median kept.
+
 Usage: .venv/bin/python bench/s3/run.py [--quick] [--only walrus|moto] [--out FILE]
 Every measurement has a time budget, so a run is bounded (``--quick`` < 1 min).
 """
@@ -19,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,20 +43,22 @@ MiB = 1 << 20
 
 @dataclass(frozen=True)
 class Plan:
-    sizes: tuple[tuple[int, int], ...]  # (bytes, repetitions per client)
+    sizes: tuple[tuple[int, int, int], ...]  # (bytes, repetitions per client, rounds)
     clients: tuple[int, ...]
     ops_seconds: float
+    ops_rounds: int
     list_keys: int
-    list_repeats: int
+    list_rounds: int
     cell_budget: float
     loopback_seconds: float
     disk_mib: int
 
 
-QUICK = Plan(sizes=((MiB, 16), (64 * MiB, 2)), clients=(1, 4), ops_seconds=2.5,
-             list_keys=1000, list_repeats=2, cell_budget=8, loopback_seconds=1, disk_mib=256)
-FULL = Plan(sizes=((MiB, 64), (64 * MiB, 4), (1024 * MiB, 1)), clients=(1, 4),
-            ops_seconds=10, list_keys=10_000, list_repeats=3, cell_budget=150,
+QUICK = Plan(sizes=((MiB, 16, 1), (64 * MiB, 2, 1)), clients=(1, 4), ops_seconds=2.5,
+             ops_rounds=1, list_keys=1000, list_rounds=2, cell_budget=8, loopback_seconds=1,
+             disk_mib=256)
+FULL = Plan(sizes=((MiB, 64, 3), (64 * MiB, 4, 1), (1024 * MiB, 1, 1)), clients=(1, 4),
+            ops_seconds=5, ops_rounds=3, list_keys=10_000, list_rounds=3, cell_budget=150,
             loopback_seconds=3, disk_mib=2048)
 
 
@@ -58,9 +66,14 @@ NOTES = [
     "- Both servers get the same boto3 requests. Over plain HTTP boto3 signs the payload "
     "SHA-256 and sends a CRC32 checksum, so each PUT byte is hashed by the client twice.",
     "- Walrus, per PUT: verifies the SigV4 signature and the payload SHA-256 and CRC32, "
-    "computes the MD5 ETag, writes a temp file, fsyncs it, renames it, fsyncs the directory "
-    "and commits the metadata (SQLite, `synchronous=FULL`) before it answers. GET streams "
-    "from the file in 1-4 MiB reads (uvicorn has no sendfile path).",
+    "computes the MD5 ETag (in a second thread, overlapping the body's arrival). A body of "
+    "at most 128 KiB is kept inline: its bytes are committed with its metadata in one "
+    "SQLite transaction. A larger one is written to a temp file, renamed into place, and its "
+    "bytes (fdatasync) and directory entry (fsync) are on disk before its metadata is "
+    "written. Concurrent requests' metadata writes share one SQLite transaction (group "
+    "commit; WAL, `synchronous=FULL`: the WAL is fsynced at every commit), and a PUT is "
+    "answered only once that commit is on disk. GET streams from the file in 1-4 MiB "
+    "reads (uvicorn has no sendfile path); an inline object is answered from memory.",
     "- moto_server: no signature check, no fsync; objects under ~5 MiB stay in memory, "
     "larger ones spill to temporary files.",
     "- The client shares the machine's cores with the server, so small-request rates are "
@@ -92,33 +105,81 @@ def fmt(v: float | None) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
 
 
-def measure(server: servers.Server, plan: Plan, results: Results) -> None:
+def make_bucket(server: servers.Server, name: str) -> str:
     s3 = workloads.client(server)
-    bucket = "bench-" + os.urandom(4).hex()
-    s3.create_bucket(Bucket=bucket) if server.region == "us-east-1" else s3.create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": server.region})
-    for size, reps in plan.sizes:
+    if server.region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name,
+                         CreateBucketConfiguration={"LocationConstraint": server.region})
+    return name
+
+
+Cell = Callable[[servers.Server, str], tuple[float | None, ...]]
+
+
+def alternate(live: list[servers.Server], buckets: dict[str, str], rounds: int, turn: int,
+              cell: Cell) -> dict[str, list[tuple[float | None, ...]]]:
+    """Run ``cell`` on every server, ``rounds`` times, swapping the order each time."""
+    out: dict[str, list[tuple[float | None, ...]]] = {s.name: [] for s in live}
+    for r in range(rounds):
+        order = live if (turn + r) % 2 == 0 else live[::-1]
+        for server in order:
+            out[server.name].append(cell(server, buckets[server.name]))
+    return out
+
+
+def median_of(values: list[tuple[float | None, ...]], i: int) -> float | None:
+    got = sorted(x for v in values if (x := v[i]))
+    return got[len(got) // 2] if got else None
+
+
+def measure(live: list[servers.Server], plan: Plan, results: Results) -> None:
+    buckets = {s.name: make_bucket(s, "bench-" + os.urandom(4).hex()) for s in live}
+    turn = 0
+    for size, reps, rounds in plan.sizes:
         for clients in plan.clients:
-            tp = workloads.throughput(server, bucket, size, clients, reps, plan.cell_budget)
+            truncated: list[bool] = []
+
+            def cell(server: servers.Server, bucket: str, size: int = size,
+                     clients: int = clients, reps: int = reps,
+                     truncated: list[bool] = truncated) -> tuple[float | None, ...]:
+                tp = workloads.throughput(server, bucket, size, clients, reps, plan.cell_budget)
+                truncated.append(tp.truncated)
+                return tp.put_mib_s or None, tp.get_mib_s or None
+
+            got = alternate(live, buckets, rounds, turn, cell)
+            turn += 1
             label = f"{size_name(size)} x{clients} client{'s' if clients > 1 else ''}"
-            note = " (budget hit)" if tp.truncated else ""
-            results.add(f"PUT {label}", "MiB/s" + note, server.name, tp.put_mib_s or None)
-            results.add(f"GET {label}", "MiB/s" + note, server.name, tp.get_mib_s or None)
-    put_ops, get_ops = workloads.small_ops(server, bucket, 8, plan.ops_seconds)
-    results.add("4 KiB PUT, 8 threads", "ops/s", server.name, put_ops)
-    results.add("4 KiB GET, 8 threads", "ops/s", server.name, get_ops)
-    list_bucket = bucket + "-list"
-    s3.create_bucket(Bucket=list_bucket) if server.region == "us-east-1" else s3.create_bucket(
-        Bucket=list_bucket, CreateBucketConfiguration={"LocationConstraint": server.region})
-    workloads.fill(server, list_bucket, plan.list_keys)
-    secs = workloads.list_all(server, list_bucket, plan.list_keys, plan.list_repeats)
-    results.add(f"ListObjectsV2, {plan.list_keys:,} keys", "keys/s", server.name,
-                plan.list_keys / secs)
-    results.add("server RSS after run", "MB", server.name, server.rss_mb())
+            note = " (budget hit)" if any(truncated) else ""
+            for name, values in got.items():
+                results.add(f"PUT {label}", "MiB/s" + note, name, median_of(values, 0))
+                results.add(f"GET {label}", "MiB/s" + note, name, median_of(values, 1))
+    got = alternate(live, buckets, plan.ops_rounds, turn,
+                    lambda server, bucket: workloads.small_ops(server, bucket, 8,
+                                                               plan.ops_seconds))
+    turn += 1
+    for name, values in got.items():
+        results.add("4 KiB PUT, 8 threads", "ops/s", name, median_of(values, 0))
+        results.add("4 KiB GET, 8 threads", "ops/s", name, median_of(values, 1))
+    lists = {s.name: make_bucket(s, "bench-list-" + os.urandom(4).hex()) for s in live}
+    for server in live:
+        workloads.fill(server, lists[server.name], plan.list_keys)
+    got = alternate(live, lists, plan.list_rounds, turn, lambda server, bucket: (
+        plan.list_keys / workloads.list_all(server, bucket, plan.list_keys, 1),))
+    for name, values in got.items():
+        results.add(f"ListObjectsV2, {plan.list_keys:,} keys", "keys/s", name,
+                    median_of(values, 0))
+    for server in live:
+        results.add("server RSS after run", "MB", server.name, server.rss_mb())
 
 
 def write_report(path: Path, results: Results, ceiling: dict[str, float], plan_name: str,
                  elapsed: float) -> None:
+    plan = QUICK if plan_name == "quick" else FULL
+    rounds = plan.sizes[0][2]
+    rounds_note = (f"; 1 MiB, 4 KiB and listing figures are medians of {rounds} rounds"
+                   if rounds > 1 else "")
     lines = [
         "# S3 benchmark: Walrus vs moto_server",
         "",
@@ -126,8 +187,9 @@ def write_report(path: Path, results: Results, ceiling: dict[str, float], plan_n
         f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC} in {elapsed:.0f} s "
         f"({os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}). Client: boto3 (SigV4, path-style, "
-        "default checksums) in the same machine; servers on 127.0.0.1, measured one at a "
-        "time. Higher is better everywhere.",
+        "default checksums) in the same machine; servers on 127.0.0.1, both running, each "
+        "measurement taken on one then at once on the other (alternating which goes "
+        f"first){rounds_note}. Higher is better everywhere.",
         "",
         "## Machine ceilings (same run)",
         "",
@@ -176,12 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         for k, v in ceiling.items():
             print(f"  {k:40s} {fmt(v):>10s} MiB/s", flush=True)
-        for name, start in (("walrus", servers.walrus), ("moto", servers.moto)):
-            if args.only and args.only != name:
-                continue
-            print(f"{name}:", flush=True)
-            with start(workdir / name) as server:
-                measure(server, plan, results)
+        live = [stack.enter_context(start(workdir / name))
+                for name, start in (("walrus", servers.walrus), ("moto", servers.moto))
+                if not args.only or args.only == name]
+        print("measuring " + " and ".join(s.name for s in live) + ":", flush=True)
+        measure(live, plan, results)
     elapsed = time.monotonic() - started
     write_report(args.out, results, ceiling, plan_name, elapsed)
     print(f"\nwrote {args.out} ({elapsed:.0f} s)")

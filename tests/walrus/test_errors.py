@@ -116,7 +116,8 @@ def test_unexpected_errors_are_internal_errors(tmp_path: Path,
         async with httpx.AsyncClient(transport=transport, base_url="http://walrus") as client:
             out = []
             for method, url, body in [("PUT", "http://walrus/bkt", b""),
-                                      ("PUT", "http://walrus/bkt/obj", b"data")]:
+                                      # larger than inline: it needs the store
+                                      ("PUT", "http://walrus/bkt/obj", b"d" * (200 << 10))]:
                 headers = sign_v4(method, url, {}, body, ALICE, region="eucalypt-1",
                                   service="s3")
                 out.append(await client.request(method, url, content=body, headers=headers))

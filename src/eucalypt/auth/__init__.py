@@ -5,7 +5,8 @@ Servers build an :class:`HttpRequest` from what they received and call
 :class:`AuthError` (its :class:`AuthFailure` reason maps to each protocol's
 error code). Streamed bodies are then checked with :func:`payload_verifier`
 (hex ``x-amz-content-sha256``) or decoded by :class:`AwsChunkedDecoder`
-(``aws-chunked`` uploads). Clients sign with :func:`sign_v4`,
+(``aws-chunked`` uploads). A server may keep a :class:`SigningKeyCache` and
+pass it to :func:`authenticate`. Clients sign with :func:`sign_v4`,
 :func:`presign_v4`, :func:`sign_v2_query`, :func:`sign_s3_v2` or
 :class:`HttpxSigV4Auth`. The package imports no web framework.
 """
@@ -24,6 +25,7 @@ from eucalypt.auth.credentials import (
     StaticCredentialStore,
 )
 from eucalypt.auth.errors import AuthError, AuthFailure
+from eucalypt.auth.keycache import SigningKeyCache
 from eucalypt.auth.payload import PayloadVerifier, payload_verifier
 from eucalypt.auth.request import HttpRequest
 from eucalypt.auth.result import AuthResult
@@ -50,6 +52,7 @@ __all__ = [
     "HttpRequest",
     "HttpxSigV4Auth",
     "PayloadVerifier",
+    "SigningKeyCache",
     "StaticCredentialStore",
     "authenticate",
     "decode_aws_chunked",

@@ -33,10 +33,26 @@ def format_iso8601(moment: datetime) -> str:
 
 
 def parse_amz_date(text: str) -> datetime | None:
-    """Parse ``YYYYMMDDTHHMMSSZ`` exactly."""
+    """Parse ``YYYYMMDDTHHMMSSZ`` exactly.
+
+    On every signed request, so the usual spelling skips ``strptime``; any
+    other (which ``strptime`` may still accept, e.g. a lower-case ``z``) goes
+    through it.
+    """
     if len(text) != 16:
         return None
+    digits = text[:8] + text[9:15]
     try:
+        if text[8] == "T" and text[15] == "Z" and digits.isascii() and digits.isdigit():
+            return datetime(
+                int(digits[0:4]),
+                int(digits[4:6]),
+                int(digits[6:8]),
+                int(digits[8:10]),
+                int(digits[10:12]),
+                int(digits[12:14]),
+                tzinfo=UTC,
+            )
         return datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None

@@ -22,6 +22,7 @@ from eucalypt.auth.chunked import ChunkSigningContext
 from eucalypt.auth.clock import format_amz_date, parse_amz_date, parse_http_date, skewed
 from eucalypt.auth.credentials import Credential, CredentialStore
 from eucalypt.auth.errors import AuthError, AuthFailure
+from eucalypt.auth.keycache import SigningKeyCache
 from eucalypt.auth.request import HttpRequest, decode_pairs
 from eucalypt.auth.result import AuthResult
 
@@ -270,8 +271,12 @@ async def verify_v4(
     now: datetime,
     max_skew: timedelta,
     services: Collection[str] | None = None,
+    signing_keys: SigningKeyCache | None = None,
 ) -> AuthResult:
-    """Verify a parsed SigV4 request; see the module docstring for the order of checks."""
+    """Verify a parsed SigV4 request; see the module docstring for the order of checks.
+
+    ``signing_keys``, when given, caches the derived signing key across requests.
+    """
     if services is not None and auth.service not in services:
         raise malformed(
             f"The credential scope names service {auth.service!r}; "
@@ -280,7 +285,10 @@ async def verify_v4(
     _check_headers(req, auth)
     credential = await lookup(store, auth.access_key)
     check_clock(auth, now, max_skew)
-    key = c.signing_key(credential.secret_key, auth.date, auth.region, auth.service)
+    if signing_keys is not None:
+        key = signing_keys.key(credential.secret_key, auth.date, auth.region, auth.service)
+    else:
+        key = c.signing_key(credential.secret_key, auth.date, auth.region, auth.service)
     query = c.canonical_query(req.raw_query, exclude=("X-Amz-Signature",) if auth.presigned else ())
     matched: str | None = None
     for uri in _uri_candidates(req, auth):

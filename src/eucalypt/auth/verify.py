@@ -22,6 +22,7 @@ from eucalypt.auth.chunked import AwsChunkedDecoder, ChunkSigningContext, decode
 from eucalypt.auth.clock import utc
 from eucalypt.auth.credentials import CredentialStore
 from eucalypt.auth.errors import AuthError, AuthFailure
+from eucalypt.auth.keycache import SigningKeyCache
 from eucalypt.auth.payload import PayloadVerifier, payload_verifier
 from eucalypt.auth.request import HttpRequest, decode_pairs
 from eucalypt.auth.result import AuthResult
@@ -71,6 +72,7 @@ async def authenticate(
     max_skew: timedelta = DEFAULT_MAX_SKEW,
     s3_bucket_from_host: str | None = None,
     services: Collection[str] | None = None,
+    signing_keys: SigningKeyCache | None = None,
 ) -> AuthResult:
     """Verify a SigV4 (header or presigned query) or SigV2 request; raise :class:`AuthError`.
 
@@ -89,7 +91,8 @@ async def authenticate(
     ``MALFORMED``); callers that do not pass it should check ``result.service``.
 
     ``now`` defaults to the current time; header-signed requests more than
-    ``max_skew`` away from it are ``SKEWED``.
+    ``max_skew`` away from it are ``SKEWED``. ``signing_keys`` (a server-owned
+    :class:`SigningKeyCache`) saves deriving the SigV4 signing key per request.
     """
     moment = utc(now)
     header = (req.headers.get("authorization") or "").strip()
@@ -104,7 +107,13 @@ async def authenticate(
         if scheme == "AWS4-HMAC-SHA256":
             auth = parse_header_auth(req, header)
             return await verify_v4(
-                req, store, auth, now=moment, max_skew=max_skew, services=services
+                req,
+                store,
+                auth,
+                now=moment,
+                max_skew=max_skew,
+                services=services,
+                signing_keys=signing_keys,
             )
         if scheme == "AWS":
             return await verify_s3_v2(
@@ -115,7 +124,15 @@ async def authenticate(
         )
     if query_keys & QUERY_MARKERS:
         auth = parse_query_auth(req)
-        return await verify_v4(req, store, auth, now=moment, max_skew=max_skew, services=services)
+        return await verify_v4(
+            req,
+            store,
+            auth,
+            now=moment,
+            max_skew=max_skew,
+            services=services,
+            signing_keys=signing_keys,
+        )
     form = req.form_pairs() if req.method == "POST" else []
     if "SignatureVersion" in query_keys or any(k == "SignatureVersion" for k, _ in form):
         params = decode_pairs(req.raw_query) + form

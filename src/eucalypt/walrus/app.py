@@ -18,21 +18,20 @@ uvicorn implements neither the ASGI ``http.response.pathsend`` nor the
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import resource
-import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 
-from eucalypt.auth import CredentialStore
+from eucalypt.auth import CredentialStore, SigningKeyCache
 from eucalypt.auth.credentials import ChainCredentialStore
 from eucalypt.config import Config
 from eucalypt.db import Database, migrate
@@ -48,10 +47,12 @@ from eucalypt.walrus.http import (
     Scope,
     Send,
     build_request,
+    new_host_id,
     new_request_id,
 )
 from eucalypt.walrus.security import authenticate_request
 from eucalypt.walrus.services import Context
+from eucalypt.walrus.services.commit import GroupCommitter
 from eucalypt.walrus.services.janitor import sweep_orphans
 from eucalypt.walrus.storage import BlobStore, FilesystemStore
 
@@ -63,7 +64,8 @@ VERSION_TABLE = "alembic_version_walrus"
 
 
 def _durable_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # A commit must be on disk before we unlink the blob it replaced.
+    # A commit must be on disk before it is answered (and before we unlink
+    # the blob it replaced): in WAL mode, FULL fsyncs the WAL at every commit.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
@@ -84,6 +86,7 @@ class WalrusApp:
     def __init__(self, ctx: Context, credentials: CredentialStore) -> None:
         self.ctx = ctx
         self.credentials = credentials
+        self.signing_keys = SigningKeyCache()
         self.domain = ctx.config.walrus.domain.lower().strip(".")
         self.started_at = time.time()
         self.sweeper: threading.Thread | None = None
@@ -113,8 +116,9 @@ class WalrusApp:
 
     def close(self) -> None:
         self.ctx.executor.shutdown(wait=False, cancel_futures=True)
-        if self.ctx.writer is not None:
-            self.ctx.writer.shutdown(wait=True)
+        if self.ctx.committer is not None:
+            self.ctx.committer.close()
+        self.ctx.store.close()
         self.ctx.db.dispose()
 
     # -- requests ---------------------------------------------------------------
@@ -136,18 +140,17 @@ class WalrusApp:
         if scope.get("path") == "/healthz" and scope["method"] in ("GET", "HEAD") and \
                 not _has_signature(scope):
             body = json.dumps({"status": "ok"}).encode()
-            sent = await _send(send, receive, request_id,
-                               Response(headers=[("content-type", "application/json")],
-                                        body=body),
-                               head=scope["method"] == "HEAD")
-            self._log(scope, None, 200, started, None, sent)
+            await _send(send, receive, request_id,
+                        Response(headers=[("content-type", "application/json")], body=body),
+                        head=scope["method"] == "HEAD",
+                        done=lambda sent: self._log(scope, None, 200, started, None, sent))
             return
         req: S3Request | None = None
         response: Response
         error: errors.S3Error | None = None
         try:
             req = build_request(scope, receive, self.domain, request_id)
-            principal = await authenticate_request(req, self.credentials)
+            principal = await authenticate_request(req, self.credentials, self.signing_keys)
             if principal.account_id:
                 self.ctx.display_names[principal.canonical_id] = principal.display_name
             handler = route(req)
@@ -166,8 +169,9 @@ class WalrusApp:
             close = req is None or not await drain(req)
             if close:
                 response.headers.append(("connection", "close"))
-        sent = await _send(send, receive, request_id, response, head=scope["method"] == "HEAD")
-        self._log(scope, req, response.status, started, error.code if error else None, sent)
+        code = error.code if error else None
+        await _send(send, receive, request_id, response, head=scope["method"] == "HEAD",
+                    done=lambda sent: self._log(scope, req, response.status, started, code, sent))
 
     def _error_response(self, exc: errors.S3Error, req: S3Request | None, scope: Scope,
                         request_id: str) -> Response:
@@ -182,6 +186,8 @@ class WalrusApp:
 
     def _log(self, scope: Scope, req: S3Request | None, status: int, started: float,
              error: str | None, sent: int = 0) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         principal = req.principal if req is not None else None
         access_log.info("s3 request", extra={
             "request_id": request_id_var.get(),
@@ -218,22 +224,36 @@ def _has_signature(scope: Scope) -> bool:
 
 
 async def _send(send: Send, receive: Receive, request_id: str, response: Response,
-                *, head: bool) -> int:
-    """Send ``response``; returns the body bytes sent. Stops early if the client leaves."""
+                *, head: bool, done: Callable[[int], None]) -> None:
+    """Send ``response``, stopping early if the client leaves.
+
+    ``done(bytes_sent)`` is called once, just before the message that ends the
+    response: a client that has its answer finds the access log line written.
+    """
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
     headers.append((b"x-amz-request-id", request_id.encode()))
-    headers.append((b"x-amz-id-2", base64.b64encode(secrets.token_bytes(24))))
+    headers.append((b"x-amz-id-2", new_host_id()))
     length = response.length if response.stream is not None or response.length is not None \
         else len(response.body)
     if response.status not in (204, 304):
         headers.append((b"content-length", str(length or 0).encode()))
     sent = 0
+    reported = False
+
+    def report() -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            done(sent)
+
     try:
         await send({"type": "http.response.start", "status": response.status,
                     "headers": headers})
         if response.stream is None or head:
+            sent = 0 if head else len(response.body)
+            report()
             await send({"type": "http.response.body", "body": b"" if head else response.body})
-            return 0 if head else len(response.body)
+            return
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -247,15 +267,16 @@ async def _send(send: Send, receive: Receive, request_id: str, response: Respons
         try:
             async for chunk in response.stream:
                 if gone.is_set():
-                    return sent
+                    return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
+            report()
             await send({"type": "http.response.body", "body": b""})
         finally:
             watcher.cancel()
             await response.stream.aclose()  # type: ignore[attr-defined]
-        return sent
     finally:
+        report()
         if response.cleanup is not None:
             await response.cleanup()
 
@@ -275,7 +296,8 @@ def create_app(config: Config, *, credentials: CredentialStore | None = None,
         components = ComponentKeys.load(config.keys_dir).store(["clc", "cc", "nc"])
         credentials = ChainCredentialStore(components, ClcIdentityStore(config))
     db = Database(config.walrus.database_url)
-    if db.engine.dialect.name == "sqlite":
+    sqlite = db.engine.dialect.name == "sqlite"
+    if sqlite:
         event.listen(db.engine, "connect", _durable_sqlite)
     migrate(db.engine, MIGRATIONS, VERSION_TABLE)
     if store is None:
@@ -285,10 +307,8 @@ def create_app(config: Config, *, credentials: CredentialStore | None = None,
         log.info("removed %d temp file(s) of interrupted writes", swept)
     _raise_fd_limit()
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="walrus-io")
-    writer = None
-    if db.engine.dialect.name == "sqlite":
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walrus-db-writer")
-    ctx = Context(config=config, db=db, store=store, executor=executor, writer=writer,
+    committer = GroupCommitter(db.engine) if sqlite else None
+    ctx = Context(config=config, db=db, store=store, executor=executor, committer=committer,
                   credentials=credentials)
     return WalrusApp(ctx, credentials)
 

@@ -150,8 +150,11 @@ class BodyPlan:
         self.verify(raw, data)
         return data
 
-    def finish(self, size: int, md5: bytes | None) -> None:
-        """Check framing, signatures, length and digests at the end of the body."""
+    def finish(self, size: int) -> None:
+        """Check framing, signatures, length and trailer checksum at the end of the body.
+
+        The MD5 is checked apart (:meth:`check_md5`): uploads compute it beside the rest.
+        """
         trailers: dict[str, str] = {}
         if self.decoder is not None:
             self.decoder.finish()
@@ -160,13 +163,16 @@ class BodyPlan:
             self.verifier.verify()
         if self.length is not None and size != self.length:
             raise errors.IncompleteBody()
-        if self.content_md5 is not None and md5 is not None and md5 != self.content_md5:
-            raise errors.BadDigest()
         if self.trailer and self.checksum_name and self.checksum is not None:
             expected = trailers.get(self.checksum_name)
             got = base64.b64encode(self.checksum.digest()).decode()
             if expected is not None and got != expected.strip():
                 raise errors.InvalidChecksum()
+
+    def check_md5(self, md5: bytes) -> None:
+        """BadDigest unless the body's MD5 matches the ``Content-MD5`` (if one was sent)."""
+        if self.content_md5 is not None and md5 != self.content_md5:
+            raise errors.BadDigest()
 
     def check_header_checksum(self, headers: dict[str, str]) -> None:
         if self.checksum_name and self.checksum is not None and not self.trailer:
@@ -205,7 +211,8 @@ async def read_small_body(req: S3Request, limit: int = 4 << 20) -> bytes:
                 raise errors.EntityTooLarge("Request body is too large")
             parts.append(bytes(data))
         body = b"".join(parts)
-        plan.finish(total, hashlib.md5(body).digest())
+        plan.finish(total)
+        plan.check_md5(hashlib.md5(body).digest())
         plan.check_header_checksum(req.headers)
     except AuthError as exc:
         raise s3_error_for(exc, req) from exc

@@ -1,4 +1,5 @@
-"""Walrus metadata (SQLAlchemy 2 models). Bytes live in the blob store.
+"""Walrus metadata (SQLAlchemy 2 models). Bytes live in the blob store, except
+small objects' (``walrus_inline_blobs``, see ``inline.py``).
 
 Tables are prefixed ``walrus_`` so Walrus may share a database with the CLC.
 Schema changes go through ``eucalypt/walrus/migrations`` (Alembic, version
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -88,7 +90,7 @@ class Object(Base):
     bucket_id: Mapped[int] = mapped_column(ForeignKey("walrus_buckets.id"))
     key: Mapped[str] = mapped_column(key_type())
     generation: Mapped[str] = mapped_column(String(32))
-    # [[blob_id, size], ...] in order.
+    # [[blob_id, size], ...] in order; an "inline:..." id is in walrus_inline_blobs.
     segments: Mapped[list[Any]] = mapped_column(JSON)
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(64))
@@ -99,6 +101,15 @@ class Object(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     storage_class: Mapped[str] = mapped_column(String(32), default="STANDARD")
     acl: Mapped[str] = mapped_column(String(32), default="private")
+
+
+class InlineBlob(Base):
+    """The bytes of a small object (an ``inline:`` segment), written with its row."""
+
+    __tablename__ = "walrus_inline_blobs"
+
+    blob_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Grant(Base):

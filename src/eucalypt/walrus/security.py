@@ -21,6 +21,7 @@ from eucalypt.auth import (
     AuthFailure,
     CredentialStore,
     HttpRequest,
+    SigningKeyCache,
     authenticate,
     has_auth,
 )
@@ -256,7 +257,8 @@ def http_request(req: S3Request) -> HttpRequest:
     return HttpRequest.create(req.method, req.raw_path, req.raw_query, req.headers, None)
 
 
-async def authenticate_request(req: S3Request, store: CredentialStore) -> Principal:
+async def authenticate_request(req: S3Request, store: CredentialStore,
+                               signing_keys: SigningKeyCache | None = None) -> Principal:
     """Verify the request's signature (if any); set ``req.principal`` and payload info."""
     http_req = http_request(req)
     if not has_auth(http_req):
@@ -265,7 +267,7 @@ async def authenticate_request(req: S3Request, store: CredentialStore) -> Princi
     check_v2_date(req)
     try:
         result = await authenticate(http_req, store, s3_bucket_from_host=req.host_bucket,
-                                    services=("s3",))
+                                    services=("s3",), signing_keys=signing_keys)
     except AuthError as exc:
         raise s3_error_for(exc, req) from exc
     cred = result.credential

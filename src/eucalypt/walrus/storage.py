@@ -6,12 +6,18 @@ random UUID for :class:`FilesystemStore`), never by anything a user chose, so
 no object key can reach outside the data directory.
 
 Write protocol (crash safety): bytes go to a temporary file in the store's
-own ``tmp/`` directory (same filesystem), are fsynced, then renamed to their
-final name and the directory is fsynced. Only then does the caller commit the
-metadata that points at the blob, and only after that commit does it delete
-the blob it replaced. A crash therefore leaves at worst an unreferenced temp
-file (removed by :meth:`BlobStore.sweep_temp` at startup) or an unreferenced
-committed blob (removed by the orphan sweep in ``services/janitor.py``).
+own ``tmp/`` directory (same filesystem). :meth:`BlobWriter.commit` renames it
+to its final name and then makes both the bytes (``fdatasync`` of the file)
+and the name (``fsync`` of its directory, and of any directory it had to
+create) durable; the two syncs run at the same time, so on ext4 they can
+share one journal commit. Only after ``commit`` returns does the caller
+commit (durably) the metadata that points at the blob, and only after that
+commit does it delete the blob it replaced. Renaming before syncing is safe
+because nothing refers to a blob until its metadata commits: a crash in
+between leaves at worst an unreferenced, possibly short, blob. A crash
+therefore leaves at worst an unreferenced temp file (removed by
+:meth:`BlobStore.sweep_temp` at startup) or an unreferenced committed blob
+(removed by the orphan sweep in ``services/janitor.py``).
 
 All methods are synchronous and may block on disk: call them from a worker
 thread. Researchers can swap the backend by implementing the two protocols
@@ -26,13 +32,19 @@ import ctypes.util
 import errno
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 COPY_CHUNK = 1 << 20
-WRITEBACK_STEP = 8 << 20
+# Writeback is started every step of this many bytes, so the final fdatasync
+# has little left to do: small steps while a blob is small (its sync is on
+# the request's path), large ones once it is big (fewer, larger writes).
+SMALL_WRITEBACK, SMALL_BLOB, WRITEBACK = 256 << 10, 4 << 20, 8 << 20
 _SYNC_FILE_RANGE_WRITE = 2
+# The bytes and the size, not the timestamps: all a reader of the blob needs.
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _load_sync_file_range() -> Any:
@@ -66,7 +78,11 @@ class BlobReader(Protocol):
 
 
 class BlobWriter(Protocol):
-    """A blob being written. Exactly one of :meth:`commit` and :meth:`abort` ends it."""
+    """A blob being written. Exactly one of :meth:`commit` and :meth:`abort` ends it.
+
+    Creating one must be cheap: a writer that is aborted before anything was
+    written to it should cost no I/O.
+    """
 
     blob_id: str
     size: int
@@ -81,7 +97,9 @@ class BlobWriter(Protocol):
         """Make the bytes durable under :attr:`blob_id` and return it."""
         ...
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """Discard the blob, committed or not (its metadata never committed)."""
+        ...
 
 
 class BlobStore(Protocol):
@@ -103,8 +121,16 @@ class BlobStore(Protocol):
         """Ids of committed blobs last modified before ``older_than`` (epoch seconds)."""
         ...
 
+    def close(self) -> None:
+        """Release the store's resources (threads); called once, at shutdown."""
+        ...
 
-def _fsync_dir(path: Path) -> None:
+
+def _is_blob_id(name: str) -> bool:
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
+
+
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -129,29 +155,40 @@ class FileReader:
 
 
 class FileWriter:
-    """Writes a temp file in ``tmp/``; :meth:`commit` fsyncs and renames it into place."""
+    """Writes a temp file in ``tmp/`` (made on first use); :meth:`commit` renames it into
+    place and syncs it."""
 
     def __init__(self, store: FilesystemStore) -> None:
         self._store = store
         self.blob_id = uuid.uuid4().hex
         self.size = 0
         self._flushed = 0
-        self._tmp = store.tmp_dir / f"{self.blob_id}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self._tmp, flags, 0o600)
+        self._tmp = os.path.join(store.tmp_dir, f"{self.blob_id}.tmp")
+        self._final: str | None = None  # set once renamed into place
+        self._fd = -1
+        self._made = False
+
+    def _file(self) -> int:
+        if not self._made:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            self._fd = os.open(self._tmp, flags, 0o600)
+            self._made = True
+        return self._fd
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._file()
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
             self.size += n
-        if self.size - self._flushed >= WRITEBACK_STEP:
-            # Start writing back what we have, so the final fsync has little left to do.
+        step = SMALL_WRITEBACK if self.size <= SMALL_BLOB else WRITEBACK
+        if self.size - self._flushed >= step:
             _start_writeback(self._fd, self._flushed, self.size - self._flushed)
             self._flushed = self.size
 
     def copy_from(self, reader: BlobReader, offset: int, length: int) -> None:
+        self._file()
         src = getattr(reader, "fd", None)
         if isinstance(src, int) and hasattr(os, "copy_file_range"):
             done = 0
@@ -178,21 +215,27 @@ class FileWriter:
             length -= len(chunk)
 
     def commit(self) -> str:
-        os.fsync(self._fd)
+        self._file()
+        final = str(self._store.path_of(self.blob_id))
+        name_synced = self._store.place(self._tmp, final)
+        self._final = final
+        # The bytes (fdatasync, here) and the name (directory fsyncs, in the
+        # store's helper threads) become durable at the same time: wait for both.
+        try:
+            _datasync(self._fd)
+        finally:
+            name_synced()
         os.close(self._fd)
         self._fd = -1
-        final = self._store.path_of(self.blob_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self._tmp, final)
-        _fsync_dir(final.parent)
         return self.blob_id
 
     def abort(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
+        if self._made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._final or self._tmp)
 
 
 class FilesystemStore:
@@ -202,13 +245,52 @@ class FilesystemStore:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.blob_dir = self.root / "blobs"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        for d in (self.tmp_dir, self.blob_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        # Directory fsyncs run here, beside the writer's own fdatasync. These
+        # tasks never wait for anything, so the pool cannot deadlock.
+        self._dir_syncs = ThreadPoolExecutor(max_workers=16,
+                                             thread_name_prefix="walrus-dirsync")
+        # Fan-out directories this process created whose entries may not be durable yet.
+        self._fresh: set[str] = set()
+
+    def place(self, tmp: str, final: str) -> Callable[[], None]:
+        """Rename ``tmp`` to ``final`` and start making the new name durable.
+
+        Returns a function that waits until it is (it raises if a sync failed).
+        A fan-out directory created by this process, until its own entry is
+        known durable, also has the two directories above it synced (by every
+        writer that uses it meanwhile). Directories that existed before the
+        process started are taken as durable.
+        """
+        parent = os.path.dirname(final)
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            if not os.path.exists(tmp):
+                raise
+            self._fresh.add(parent)  # before it exists: whoever sees it also sees this
+            os.makedirs(parent, exist_ok=True)
+            os.rename(tmp, final)
+        fresh = parent in self._fresh
+        dirs = [parent, os.path.dirname(parent), str(self.blob_dir)] if fresh else [parent]
+        syncs = [self._dir_syncs.submit(_fsync_dir, d) for d in dirs]
+
+        def wait() -> None:
+            for synced in syncs:
+                synced.result()
+            if fresh:
+                self._fresh.discard(parent)
+
+        return wait
+
+    def close(self) -> None:
+        self._dir_syncs.shutdown(wait=True)
 
     def path_of(self, blob_id: str) -> Path:
         # Ids are ours (hex UUIDs); refuse anything else so a corrupt row
         # can never name a path outside the store.
-        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
+        if not _is_blob_id(blob_id):
             raise ValueError(f"not a blob id: {blob_id!r}")
         return self.blob_dir / blob_id[:2] / blob_id[2:4] / blob_id
 

@@ -74,7 +74,8 @@ async def upload_part(ctx: Context, req: S3Request) -> Response:
     bucket = await _writable_bucket(ctx, req)
     upload_id, number = _upload_id(req), _part_number(req)
     await msvc.get_upload(ctx, bucket, req.require_key(), upload_id)
-    blob = await receive_blob(req, ctx.store, ctx.executor, max_size=MAX_PART_SIZE)
+    blob = await receive_blob(req, ctx.store, ctx.executor, max_size=MAX_PART_SIZE,
+                              inline_ok=False)
     await msvc.put_part(ctx, bucket, req.require_key(), upload_id, number, blob)
     resp = empty_response().header("etag", quoted_etag(blob.etag))
     for name in ("x-amz-checksum-crc32", "x-amz-checksum-sha1", "x-amz-checksum-sha256"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from urllib.parse import unquote
 
 from eucalypt.walrus import errors, xml
@@ -20,23 +22,31 @@ from eucalypt.walrus.api.common import (
     requester,
     storage_class_from,
 )
-from eucalypt.walrus.body import read_small_body
+from eucalypt.walrus.body import BodyPlan, read_small_body
 from eucalypt.walrus.http import MAX_KEY_BYTES, Response, S3Request, empty_response, xml_response
 from eucalypt.walrus.security import acl_from_request, require
 from eucalypt.walrus.services import Context
 from eucalypt.walrus.services import buckets as bsvc
 from eucalypt.walrus.services import objects as osvc
 from eucalypt.walrus.services.buckets import BucketView
-from eucalypt.walrus.upload import MAX_PUT_SIZE, StoredBlob, receive_blob
+from eucalypt.walrus.upload import (
+    MAX_PUT_SIZE,
+    StoredBlob,
+    inline_plan,
+    receive_blob,
+    receive_inline,
+)
 
 # Bigger reads cost less CPU per byte; small objects keep small buffers.
 SMALL_CHUNK, LARGE_CHUNK = 1 << 20, 4 << 20
 CHECKSUM_HEADERS = ("x-amz-checksum-crc32", "x-amz-checksum-sha1", "x-amz-checksum-sha256")
 
 
-async def put_object(ctx: Context, req: S3Request) -> Response:
-    if "x-amz-copy-source" in req.headers:
-        return await copy_object(ctx, req)
+async def _admit_put(ctx: Context, req: S3Request) -> tuple[BucketView, osvc.NewObject]:
+    """Everything a PUT is checked for before its body: bucket, ACL, headers.
+
+    Returns the bucket and the new object's metadata (its blob still to come).
+    """
     principal = requester(req)
     bucket = await bsvc.get_bucket(ctx, req.require_bucket())
     require(bucket.acl, principal, "WRITE")
@@ -44,10 +54,53 @@ async def put_object(ctx: Context, req: S3Request) -> Response:
     meta = metadata_from(req)
     storage_class = storage_class_from(req)
     canned, grants = acl_from_request(req.headers)
-    blob = await receive_blob(req, ctx.store, ctx.executor)
-    new = osvc.NewObject.from_blob(blob, principal, headers=meta, storage_class=storage_class,
-                                   acl=canned, grants=grants)
-    await osvc.commit_object(ctx, bucket, req.require_key(), new, write_precondition(req))
+    return bucket, osvc.NewObject(segments=[], size=0, etag="", owner=principal, headers=meta,
+                                  storage_class=storage_class, acl=canned, grants=grants)
+
+
+async def _put_inline(ctx: Context, req: S3Request, plan: BodyPlan) -> StoredBlob | None:
+    """PutObject of a small body in one thread trip: the body is read and checked on the
+    event loop, then the bucket lookup, the ACL check and the commit of bytes and metadata
+    run in one write transaction. Errors come in the same order as on the general path.
+
+    Returns None (nothing done) when the request's headers are invalid: the general path
+    then reports them in its own order.
+    """
+    principal = requester(req)
+    try:
+        reject_unsupported(req)
+        meta = metadata_from(req)
+        storage_class = storage_class_from(req)
+        canned, grants = acl_from_request(req.headers)
+    except errors.S3Error:
+        return None
+    bucket_name = req.require_bucket()
+    try:
+        blob = await receive_inline(req, plan, ctx.executor)
+    except errors.S3Error:
+        # The bucket's errors (NoSuchBucket, AccessDenied) come before the body's.
+        bucket = await bsvc.get_bucket(ctx, bucket_name)
+        require(bucket.acl, principal, "WRITE")
+        raise
+    new = osvc.NewObject(segments=[[blob.blob_id, blob.size]], size=blob.size, etag=blob.etag,
+                         owner=principal, headers=meta, storage_class=storage_class,
+                         acl=canned, grants=grants, inline=blob.data)
+    await osvc.commit_inline(ctx, bucket_name, req.require_key(), new,
+                             lambda bucket: require(bucket.acl, principal, "WRITE"),
+                             write_precondition(req))
+    return blob
+
+
+async def put_object(ctx: Context, req: S3Request) -> Response:
+    if "x-amz-copy-source" in req.headers:
+        return await copy_object(ctx, req)
+    try:
+        plan = inline_plan(req)
+    except errors.S3Error:
+        plan = None  # the general path reports it, after the bucket's own errors
+    blob = await _put_inline(ctx, req, plan) if plan is not None else None
+    if blob is None:
+        blob = await _put_general(ctx, req)
     resp = empty_response().header("etag", quoted_etag(blob.etag))
     for name in CHECKSUM_HEADERS:
         if name in req.headers:
@@ -78,10 +131,35 @@ def write_precondition(req: S3Request) -> Callable[[str | None], None] | None:
     return check
 
 
-async def _open_readable(ctx: Context, req: S3Request) -> osvc.OpenObject:
+async def _put_general(ctx: Context, req: S3Request) -> StoredBlob:
+    """PutObject of any body: streamed into a blob (a file, or inline if small)."""
+    # A small body may arrive while the bucket is looked up (receive_blob
+    # stores nothing before this admission passed); its errors come first.
+    admission = asyncio.ensure_future(_admit_put(ctx, req))
+    try:
+        blob = await receive_blob(req, ctx.store, ctx.executor, admission=admission)
+    except errors.S3Error:
+        refused = (await asyncio.gather(admission, return_exceptions=True))[0]
+        if isinstance(refused, errors.S3Error):
+            raise refused from None
+        raise
+    except BaseException:
+        admission.cancel()
+        await asyncio.gather(admission, return_exceptions=True)
+        raise
+    bucket, meta = admission.result()
+    new = dataclasses.replace(meta, segments=[[blob.blob_id, blob.size]], size=blob.size,
+                              etag=blob.etag, inline=blob.data)
+    await osvc.commit_object(ctx, bucket, req.require_key(), new, write_precondition(req))
+    return blob
+
+
+async def _open_readable(ctx: Context, req: S3Request, *, fetch: bool = True
+                         ) -> osvc.OpenObject:
     """Open the object for reading, or raise NoSuchKey/AccessDenied as S3 would."""
     principal = requester(req)
-    bucket, opened = await osvc.open_by_name(ctx, req.require_bucket(), req.require_key())
+    bucket, opened = await osvc.open_by_name(ctx, req.require_bucket(), req.require_key(),
+                                             fetch=fetch)
     if opened is None:
         # Without the right to list the bucket, absence is not disclosed.
         require(bucket.acl, principal, "READ")
@@ -124,7 +202,7 @@ async def _stream(ctx: Context, opened: osvc.OpenObject, start: int, length: int
 async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Response:
     if req.query.get("versionId", "null") != "null":
         raise errors.InvalidArgument("Invalid version id specified")
-    opened = await _open_readable(ctx, req)
+    opened = await _open_readable(ctx, req, fetch=not head)
     try:
         view = opened.view
         check_conditions(req.headers, view)
@@ -155,6 +233,10 @@ async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Res
     if head or length == 0:
         opened.close()
         return Response(status=status, headers=headers, length=length)
+    body = opened.inline_bytes(start, length)
+    if body is not None:  # a small object: already in memory, no file to stream from
+        opened.close()
+        return Response(status=status, headers=headers, body=body)
     return Response(status=status, headers=headers, stream=_stream(ctx, opened, start, length),
                     length=length, cleanup=cleanup)
 
@@ -269,11 +351,12 @@ async def _copy_bytes(ctx: Context, req: S3Request, bucket: BucketView,
                                     "allowable size for a copy source: 5368709120")
     meta = dict(view.headers) if directive == "COPY" else metadata_from(req)
     known = None if "-" in view.etag else bytes.fromhex(view.etag)
-    blob = await ctx.io(osvc.copy_range, ctx.store, opened, 0, view.size, known)
+    blob = await ctx.io(partial(osvc.copy_range, inline_ok=True), ctx.store, opened, 0,
+                        view.size, known)
     return blob, meta, storage_class
 
 
 async def get_object_tagging(ctx: Context, req: S3Request) -> Response:
-    opened = await _open_readable(ctx, req)
+    opened = await _open_readable(ctx, req, fetch=False)
     opened.close()
     return xml_response(xml.render("Tagging", [("TagSet", [])]))

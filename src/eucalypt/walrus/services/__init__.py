@@ -17,6 +17,8 @@ from sqlalchemy import Connection
 from eucalypt.auth import CredentialStore
 from eucalypt.config import Config
 from eucalypt.db import Database
+from eucalypt.walrus.inline import file_ids
+from eucalypt.walrus.services.commit import GroupCommitter
 from eucalypt.walrus.storage import BlobStore
 
 T = TypeVar("T")
@@ -27,12 +29,13 @@ class Context:
     config: Config
     db: Database
     store: BlobStore
-    # Blob I/O (writes, fsync, reads) runs here, off the event loop.
+    # Blob I/O (writes, fsync, reads) and reads of metadata run here, off the event loop.
     executor: ThreadPoolExecutor
-    # SQLite allows one writer at a time and makes the others sleep-poll for
-    # the lock; funnelling metadata writes through one thread avoids that.
-    # None (PostgreSQL): writes run concurrently like reads.
-    writer: ThreadPoolExecutor | None = None
+    # SQLite allows one writer at a time: metadata writes go through one thread
+    # that commits them in groups (services/commit.py). None (PostgreSQL): each
+    # write is its own transaction in the I/O pool, concurrently (PostgreSQL
+    # groups concurrent commits' WAL flushes by itself).
+    committer: GroupCommitter | None = None
     # Display names of the accounts seen signing requests, by canonical id: grants by
     # ``id=`` (headers, or XML without a DisplayName) are shown with their owner's name.
     display_names: dict[str, str] = field(default_factory=dict)
@@ -54,17 +57,29 @@ class Context:
         return await loop.run_in_executor(self.executor, self.run, fn)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run a write transaction (through the single writer thread on SQLite)."""
+        """Run a write transaction; returns once it committed durably.
+
+        On SQLite it goes through the group committer, possibly sharing its
+        transaction (and the transaction's one WAL fsync) with other writes,
+        each in its own savepoint.
+        """
+        if self.committer is not None:
+            return await asyncio.wrap_future(self.committer.submit(fn))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.writer or self.executor, self.run, fn)
+        return await loop.run_in_executor(self.executor, self.run, fn)
 
     async def io(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, fn, *args)
 
     async def delete_blobs(self, blob_ids: list[str]) -> None:
-        if blob_ids:
-            await self.io(_delete_all, self.store, blob_ids)
+        """Delete the blob files a (durably) committed change released.
+
+        Inline blobs went with the change's own transaction.
+        """
+        files = file_ids(blob_ids)
+        if files:
+            await self.io(_delete_all, self.store, files)
 
 
 def new_id(primary_key: Any) -> int:
@@ -76,3 +91,4 @@ def new_id(primary_key: Any) -> int:
 def _delete_all(store: BlobStore, blob_ids: list[str]) -> None:
     for blob_id in blob_ids:
         store.delete(blob_id)
+

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from eucalypt.walrus import errors
@@ -73,8 +73,12 @@ def _view(conn: Connection, row: Any) -> BucketView:
                       row.created_at, acl)
 
 
+# Built once: on every object request.
+_BY_NAME = select(*Bucket.__table__.c).where(Bucket.__table__.c.name == bindparam("name"))
+
+
 def get_bucket_sync(conn: Connection, name: str) -> BucketView:
-    row = conn.execute(select(*Bucket.__table__.c).where(Bucket.name == name)).one_or_none()
+    row = conn.execute(_BY_NAME, {"name": name}).one_or_none()
     if row is None:
         raise errors.NoSuchBucket(BucketName=name)
     return _view(conn, row)

@@ -18,6 +18,7 @@ import logging
 from sqlalchemy import select
 
 from eucalypt.db import Database
+from eucalypt.walrus.inline import file_ids
 from eucalypt.walrus.models import Object, Part
 from eucalypt.walrus.storage import BlobStore
 
@@ -25,12 +26,13 @@ log = logging.getLogger("eucalypt.walrus.janitor")
 
 
 def referenced_blobs(db: Database) -> set[str]:
+    """The blob files that parts and objects refer to (inline blobs are not files)."""
     refs: set[str] = set()
     with db.sessions() as session:
         refs.update(session.scalars(select(Part.blob_id)).all())
         for segments in session.scalars(select(Object.segments).execution_options(
                 yield_per=2000)):
-            refs.update(seg[0] for seg in segments)
+            refs.update(file_ids(seg[0] for seg in segments))
     return refs
 
 

@@ -159,7 +159,7 @@ async def complete_upload(ctx: Context, bucket: BucketView, key: str, upload_id:
     if any(b <= a for a, b in itertools.pairwise(numbers)):
         raise errors.InvalidPartOrder(UploadId=upload_id)
 
-    def work(conn: Connection) -> tuple[str, list[str], list[list[Any]]]:
+    def work(conn: Connection) -> tuple[str, list[str], list[str]]:
         upload = _touch(conn, bucket, key, upload_id)
         parts = {p.part_number: p for p in conn.execute(
             select(Part.part_number, Part.blob_id, Part.size, Part.etag)
@@ -191,7 +191,7 @@ async def complete_upload(ctx: Context, bucket: BucketView, key: str, upload_id:
         return etag, unused, old
 
     etag, unused, old = await _retry(ctx, bucket, work)
-    await ctx.delete_blobs(unused + [seg[0] for seg in old])
+    await ctx.delete_blobs(unused + old)
     return etag
 
 

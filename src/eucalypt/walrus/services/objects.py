@@ -3,24 +3,27 @@
 Concurrency: a writer streams its bytes into its own blob, then swaps the
 object's row with compare-and-set on ``generation`` (insert when absent),
 retrying if another writer committed in between. The last commit wins; each
-writer's answer is the MD5 of what *it* stored. The blobs of the replaced
-version are deleted only after the swap committed, and a reader that opened
-them first still reads them whole (open files survive unlink).
+writer's answer is the MD5 of what *it* stored. The blob files of the
+replaced version are released (``Context.delete_blobs``) only after the swap
+committed, and a reader that opened them first still reads them whole (open
+files survive unlink and rename). Inline blobs (``inline.py``) are written
+and deleted inside the swap's own transaction; a reader fetches them with
+the row and keeps them in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from eucalypt.walrus import errors
+from eucalypt.walrus import errors, inline
 from eucalypt.walrus.models import Bucket, Object, utcnow
 from eucalypt.walrus.security import Acl, GrantSpec, Principal
 from eucalypt.walrus.services import Context, new_id
@@ -35,6 +38,19 @@ from eucalypt.walrus.upload import StoredBlob
 
 ATTEMPTS = 20
 T = TypeVar("T")
+
+# The hot statements, built once: building (and cache-keying) a statement per
+# call costs several times what SQLite takes to run it.
+_OBJECTS = cast(Table, Object.__table__)
+_BY_KEY = (_OBJECTS.c.bucket_id == bindparam("b_id"), _OBJECTS.c.key == bindparam("k"))
+_LOOKUP = select(*_OBJECTS.c).where(*_BY_KEY)
+_CURRENT = select(_OBJECTS.c.id, _OBJECTS.c.generation, _OBJECTS.c.segments,
+                  _OBJECTS.c.acl, _OBJECTS.c.etag).where(*_BY_KEY)
+_INSERT = insert(_OBJECTS)
+_SWAP = update(_OBJECTS).where(_OBJECTS.c.id == bindparam("o_id"),
+                               _OBJECTS.c.generation == bindparam("o_gen"))
+_DELETE = delete(_OBJECTS).where(_OBJECTS.c.id == bindparam("o_id"),
+                                 _OBJECTS.c.generation == bindparam("o_gen"))
 
 
 class _Conflict(Exception):
@@ -69,11 +85,13 @@ class NewObject:
     storage_class: str = "STANDARD"
     acl: str = "private"
     grants: list[GrantSpec] = field(default_factory=list)
+    # The bytes of an inline blob (the only segment), written with the row.
+    inline: bytes | None = None
 
     @classmethod
     def from_blob(cls, blob: StoredBlob, owner: Principal, **kw: Any) -> NewObject:
         return cls(segments=[[blob.blob_id, blob.size]], size=blob.size, etag=blob.etag,
-                   owner=owner, **kw)
+                   owner=owner, inline=blob.data, **kw)
 
 
 def _view(conn: Connection, row: Any, bucket: BucketView) -> ObjectView:
@@ -86,9 +104,7 @@ def _view(conn: Connection, row: Any, bucket: BucketView) -> ObjectView:
 
 def lookup_sync(conn: Connection, bucket: BucketView, key: str) -> ObjectView | None:
     # Core rows, not ORM instances: this is on every GET and HEAD.
-    row = conn.execute(
-        select(*Object.__table__.c).where(Object.bucket_id == bucket.id, Object.key == key)
-    ).one_or_none()
+    row = conn.execute(_LOOKUP, {"b_id": bucket.id, "k": key}).one_or_none()
     return None if row is None else _view(conn, row, bucket)
 
 
@@ -100,11 +116,9 @@ async def get_object(ctx: Context, bucket: BucketView, key: str) -> ObjectView:
 
 
 def _swap(conn: Connection, bucket: BucketView, key: str, new: NewObject,
-          precondition: Callable[[str | None], None] | None = None) -> list[list[Any]]:
-    row = conn.execute(
-        select(Object.id, Object.generation, Object.segments, Object.acl, Object.etag)
-        .where(Object.bucket_id == bucket.id, Object.key == key)
-    ).one_or_none()
+          precondition: Callable[[str | None], None] | None = None) -> list[str]:
+    """Make ``new`` the row of ``key``; returns the replaced version's blob files."""
+    row = conn.execute(_CURRENT, {"b_id": bucket.id, "k": key}).one_or_none()
     if precondition is not None:  # conditional write: sees the version it replaces
         precondition(row.etag if row is not None else None)
     values: dict[str, Any] = {
@@ -114,17 +128,15 @@ def _swap(conn: Connection, bucket: BucketView, key: str, new: NewObject,
         "storage_class": new.storage_class, "acl": new.acl,
     }
     if row is None:
-        inserted = conn.execute(insert(Object).values(bucket_id=bucket.id, key=key, **values))
+        inserted = conn.execute(_INSERT, {"bucket_id": bucket.id, "key": key, **values})
         object_id, old = new_id(inserted.inserted_primary_key), []
     else:
-        result = conn.execute(
-            update(Object)
-            .where(Object.id == row.id, Object.generation == row.generation)
-            .values(**values)
-        )
+        result = conn.execute(_SWAP, {"o_id": row.id, "o_gen": row.generation, **values})
         if result.rowcount != 1:
             raise _Conflict()
-        object_id, old = row.id, list(row.segments)
+        object_id, old = row.id, inline.release(conn, [seg[0] for seg in row.segments])
+    if new.inline is not None:
+        inline.store(conn, new.segments[0][0], new.inline)
     if new.acl == "custom" or (row is not None and row.acl == "custom"):
         store_grants(conn, bucket.id, object_id, new.grants if new.acl == "custom" else [])
     return old
@@ -146,7 +158,33 @@ async def commit_object(ctx: Context, bucket: BucketView, key: str, new: NewObje
     except (errors.S3Error, SQLAlchemyError):
         await ctx.delete_blobs([seg[0] for seg in new.segments])
         raise
-    await ctx.delete_blobs([seg[0] for seg in old])
+    await ctx.delete_blobs(old)
+
+
+async def commit_inline(ctx: Context, bucket_name: str, key: str, new: NewObject,
+                        admit: Callable[[BucketView], None],
+                        precondition: Callable[[str | None], None] | None = None) -> None:
+    """Look up the bucket, ``admit(bucket)`` (raise to refuse) and make ``new`` (an inline
+    object) the current version of ``key``: all in one write transaction, one thread trip.
+    ``precondition`` as for :func:`commit_object`.
+
+    An inline object has no file to clean up if this fails.
+    """
+    assert new.inline is not None
+
+    def work(conn: Connection) -> list[str]:
+        bucket = get_bucket_sync(conn, bucket_name)
+        admit(bucket)
+        return _swap(conn, bucket, key, new, precondition)
+
+    for _ in range(ATTEMPTS):
+        try:
+            old = await ctx.write(work)
+        except (_Conflict, IntegrityError):
+            continue  # lost a race; a bucket deleted meanwhile is NoSuchBucket next time
+        await ctx.delete_blobs(old)
+        return
+    raise errors.OperationAborted()
 
 
 async def _retry(ctx: Context, bucket: BucketView, fn: Callable[[Connection], T]) -> T:
@@ -167,17 +205,12 @@ async def _retry(ctx: Context, bucket: BucketView, fn: Callable[[Connection], T]
 
 def _delete_sync(conn: Connection, bucket_id: int, key: str) -> list[str]:
     for _ in range(ATTEMPTS):
-        row = conn.execute(
-            select(Object.id, Object.generation, Object.segments)
-            .where(Object.bucket_id == bucket_id, Object.key == key)
-        ).one_or_none()
+        row = conn.execute(_CURRENT, {"b_id": bucket_id, "k": key}).one_or_none()
         if row is None:
             return []
-        result = conn.execute(
-            delete(Object).where(Object.id == row.id, Object.generation == row.generation)
-        )
+        result = conn.execute(_DELETE, {"o_id": row.id, "o_gen": row.generation})
         if result.rowcount == 1:
-            return [seg[0] for seg in row.segments]
+            return inline.release(conn, [seg[0] for seg in row.segments])
     raise errors.OperationAborted()
 
 
@@ -228,17 +261,32 @@ class OpenObject:
             raise OSError(f"blob {self.view.segments[lo][0]} is shorter than recorded")
         return data
 
+    def inline_bytes(self, pos: int, size: int) -> bytes | None:
+        """``size`` bytes at ``pos`` when the object is one inline blob (else None)."""
+        if len(self.readers) == 1 and isinstance(self.readers[0], inline.BytesReader):
+            return self.readers[0].read_at(pos, size)
+        return None
+
     def close(self) -> None:
         for reader in self.readers:
             reader.close()
         self.readers = []
 
 
-def _open_all(store: BlobStore, segments: list[list[Any]]) -> list[BlobReader]:
+def _open_all(store: BlobStore, segments: list[list[Any]],
+              inline_data: dict[str, bytes] | None) -> list[BlobReader]:
+    """Readers for the segments; ``inline_data`` None: inline blobs were not fetched."""
     readers: list[BlobReader] = []
     try:
         for seg in segments:
-            readers.append(store.open(seg[0]))
+            if not inline.is_inline(seg[0]):
+                readers.append(store.open(seg[0]))
+            elif inline_data is None:
+                readers.append(inline.NOT_FETCHED)
+            elif seg[0] in inline_data:
+                readers.append(inline.BytesReader(inline_data[seg[0]]))
+            else:  # replaced since the row was read
+                raise FileNotFoundError(seg[0])
     except BaseException:
         for r in readers:
             r.close()
@@ -247,18 +295,25 @@ def _open_all(store: BlobStore, segments: list[list[Any]]) -> list[BlobReader]:
 
 
 def _lookup_and_open(ctx: Context, bucket_name: str, bucket: BucketView | None,
-                     key: str) -> tuple[BucketView, OpenObject | None]:
-    """One worker-thread trip: the rows, then the blobs (retried if an overwrite removed them)."""
-    for _ in range(ATTEMPTS):
-        def work(conn: Connection) -> tuple[BucketView, ObjectView | None]:
-            b = bucket or get_bucket_sync(conn, bucket_name)
-            return b, lookup_sync(conn, b, key)
+                     key: str, fetch: bool = True) -> tuple[BucketView, OpenObject | None]:
+    """One worker-thread trip: the rows, then the blobs (retried if an overwrite removed them).
 
-        found, view = ctx.run(work)
+    Without ``fetch`` (HEAD) inline blobs are not read: their readers must not be used.
+    """
+    for _ in range(ATTEMPTS):
+        def work(conn: Connection
+                 ) -> tuple[BucketView, ObjectView | None, dict[str, bytes] | None]:
+            b = bucket or get_bucket_sync(conn, bucket_name)
+            view = lookup_sync(conn, b, key)
+            if view is None or not fetch:
+                return b, view, None
+            return b, view, inline.fetch(conn, [seg[0] for seg in view.segments])
+
+        found, view, data = ctx.run(work)
         if view is None:
             return found, None
         try:
-            return found, OpenObject(view, _open_all(ctx.store, view.segments))
+            return found, OpenObject(view, _open_all(ctx.store, view.segments, data))
         except FileNotFoundError:
             continue
     raise errors.InternalError("The object kept changing while being opened")
@@ -272,29 +327,43 @@ async def open_object(ctx: Context, bucket: BucketView, key: str) -> OpenObject:
     return opened
 
 
-async def open_by_name(ctx: Context, bucket_name: str, key: str
+async def open_by_name(ctx: Context, bucket_name: str, key: str, *, fetch: bool = True
                        ) -> tuple[BucketView, OpenObject | None]:
-    """Bucket and object in one trip (GET/HEAD): NoSuchBucket, or the object if it exists."""
-    return await ctx.io(_lookup_and_open, ctx, bucket_name, None, key)
+    """Bucket and object in one trip (GET/HEAD): NoSuchBucket, or the object if it exists.
+
+    ``fetch=False`` (HEAD): the object is not going to be read; inline bytes stay unread.
+    """
+    return await ctx.io(_lookup_and_open, ctx, bucket_name, None, key, fetch)
 
 
 def copy_range(store: BlobStore, src: OpenObject, start: int, length: int,
-               known_md5: bytes | None) -> StoredBlob:
-    """Copy ``length`` bytes of ``src`` from ``start`` into a new committed blob (in a thread)."""
+               known_md5: bytes | None, *, inline_ok: bool = False) -> StoredBlob:
+    """Copy ``length`` bytes of ``src`` from ``start`` into a new committed blob (in a thread).
+
+    With ``inline_ok`` a copy of at most ``inline.INLINE_MAX`` bytes becomes an inline blob.
+    """
+    if inline_ok and length <= inline.INLINE_MAX:
+        data = b"".join(_read_range(src, start, length))
+        return StoredBlob(inline.new_id(), length, known_md5 or hashlib.md5(data).digest(), data)
     writer = store.create()
     try:
         md5 = hashlib.md5()
-        pos, end = start, start + length
         if known_md5 is not None and len(src.readers) == 1:
             writer.copy_from(src.readers[0], start, length)
         else:
-            while pos < end:
-                data = src.read(pos, min(1 << 20, end - pos))
+            for data in _read_range(src, start, length):
                 md5.update(data)
                 writer.write(data)
-                pos += len(data)
         writer.commit()
     except BaseException:
         writer.abort()
         raise
     return StoredBlob(writer.blob_id, length, known_md5 or md5.digest())
+
+
+def _read_range(src: OpenObject, start: int, length: int) -> Iterator[bytes]:
+    pos, end = start, start + length
+    while pos < end:
+        data = src.read(pos, min(1 << 20, end - pos))
+        pos += len(data)
+        yield data
