@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from eucalypt.clc.actions.filters import Getter
@@ -17,18 +17,33 @@ from eucalypt.clc.models import Tag
 T = TypeVar("T")
 
 
-def tags_for(session: Session, resource_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
-    """Tags of many resources in one query: id -> [{"Key", "Value"}]."""
-    ids = list(resource_ids)
+#: Resource ids per tag query: well under SQLite's and PostgreSQL's bound-parameter limits.
+TAG_QUERY_CHUNK = 900
+
+
+def tags_for(
+    session: Session, resource_ids: Iterable[str] | Select[Any]
+) -> dict[str, list[dict[str, str]]]:
+    """Tags of many resources: id -> [{"Key", "Value"}], keys in order.
+
+    ``resource_ids`` is the ids, or a one-column SELECT of them: then it is one query
+    however many resources there are (no bound parameter per id). Reads plain
+    (resource_id, key, value) rows, not ORM objects: Describe calls this for every
+    resource it lists, thousands at a time.
+    """
     out: dict[str, list[dict[str, str]]] = defaultdict(list)
-    if not ids:
-        return out
-    for start in range(0, len(ids), 500):
-        rows = session.scalars(
-            select(Tag).where(Tag.resource_id.in_(ids[start : start + 500])).order_by(Tag.key)
-        )
-        for tag in rows:
-            out[tag.resource_id].append({"Key": tag.key, "Value": tag.value})
+    columns = select(Tag.resource_id, Tag.key, Tag.value).order_by(Tag.key)
+    if isinstance(resource_ids, Select):
+        queries = [columns.where(Tag.resource_id.in_(resource_ids))]
+    else:
+        ids = list(dict.fromkeys(resource_ids))
+        queries = [
+            columns.where(Tag.resource_id.in_(ids[start : start + TAG_QUERY_CHUNK]))
+            for start in range(0, len(ids), TAG_QUERY_CHUNK)
+        ]
+    for query in queries:
+        for resource_id, key, value in session.execute(query):
+            out[resource_id].append({"Key": key, "Value": value})
     return out
 
 

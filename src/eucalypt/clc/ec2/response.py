@@ -194,7 +194,8 @@ class ResponseSerializer:
         shape_name = shape.name
 
         def write_structure(out: list[str], value: Any) -> None:
-            if not isinstance(value, Mapping):
+            # ``type(...) is dict`` first: the ABC check costs more, once per structure.
+            if type(value) is not dict and not isinstance(value, Mapping):
                 raise _type_error(f"a mapping for {shape_name}", value)
             key = ""
             try:
@@ -221,7 +222,9 @@ class ResponseSerializer:
         item_writer = self.writer(shape.member)
 
         def write_list(out: list[str], value: Any) -> None:
-            if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+            if type(value) is not list and (
+                isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable)
+            ):
                 raise _type_error("a list", value)
             for index, item in enumerate(value):
                 out.append("<item>")
