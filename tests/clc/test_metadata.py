@@ -133,3 +133,17 @@ def test_only_the_cc_or_nc_may_ask(clc: ClcFixture, instance: str) -> None:
         signed = next(http.auth.auth_flow(req))  # type: ignore[union-attr]
         signed.headers["x-eucalypt-instance-id"] = instance
         assert http.send(signed, auth=None).status_code == 403
+
+
+def test_imdsv2_tokens_whatever_bytes_their_mac_holds(clc: ClcFixture, instance: str) -> None:
+    """A token is payload ":" 32-byte HMAC; a MAC that holds a ":" byte (about one token
+    in eight) must verify like any other."""
+    with as_instance(clc, instance) as http:
+        for ttl in range(60, 124):  # distinct expiries: distinct MACs
+            token = http.put(
+                "/latest/api/token", headers={"x-aws-ec2-metadata-token-ttl-seconds": str(ttl)}
+            ).text
+            got = http.get(
+                "/latest/meta-data/instance-id", headers={"x-aws-ec2-metadata-token": token}
+            )
+            assert got.status_code == 200, token

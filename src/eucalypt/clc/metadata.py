@@ -90,7 +90,10 @@ class MetadataService:
     def _token_ok(self, token: str, instance_id: str) -> bool:
         try:
             raw = base64.urlsafe_b64decode(token.encode())
-            payload, mac = raw[: raw.rindex(b":")], raw[raw.rindex(b":") + 1 :]
+            # payload ":" mac, the mac being 32 raw bytes (which may hold ":" themselves)
+            payload, sep, mac = raw[:-33], raw[-33:-32], raw[-32:]
+            if sep != b":":
+                return False
             owner, expires = payload.decode().rsplit(":", 1)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             return False
