@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,16 @@ def test_one_structured_log_line_per_request(walrus: WalrusServer, s3: Any, buck
     with caplog.at_level(logging.INFO, logger="eucalypt.walrus.access"):
         resp = httpx.get(url)
         missing = raw_request("GET", f"{walrus.url}/{bucket}/nope", cred=ALICE)
-    lines = [r for r in caplog.records if r.name == "eucalypt.walrus.access"]
-    by_id = {getattr(r, "request_id", None): r for r in lines}
+        wanted = {resp.headers["x-amz-request-id"], missing.headers["x-amz-request-id"]}
+        # The access line is written once the response has been sent, which the
+        # client may see first: wait (briefly) for both lines.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [r for r in caplog.records if r.name == "eucalypt.walrus.access"]
+            by_id = {getattr(r, "request_id", None): r for r in lines}
+            if wanted <= by_id.keys():
+                break
+            time.sleep(0.05)
     ok = by_id[resp.headers["x-amz-request-id"]]
     assert ok.status == 200 and ok.method == "GET" and ok.path == f"/{bucket}/logged"
     assert "X-Amz-Signature=REDACTED" in ok.query and "X-Amz-Credential" in ok.query
