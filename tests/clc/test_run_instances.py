@@ -251,3 +251,38 @@ def test_describe_instance_attribute_knows_every_ec2_attribute(stack: Stack) -> 
         )
     ec2.terminate_instances(InstanceIds=ids)
     wait_state(stack, ids, "terminated")
+
+
+def test_an_instance_no_node_reports_is_lost_the_others_stay(stack: Stack) -> None:
+    """The CLC's sync: a running instance that no node of a healthy cluster has reported
+    for five minutes is terminated as lost; instances the CC reports are left alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from eucalypt.clc.app import open_database
+    from eucalypt.clc.models import Instance
+
+    ec2 = stack.ec2()
+    kept = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, InstanceType="t1.micro")
+    kept_id = kept["Instances"][0]["InstanceId"]
+    wait_state(stack, [kept_id], "running")
+    ghost = "i-0badc0ffee0000001"
+    db = open_database(stack.config)
+    try:
+        def add(s: object) -> None:
+            s.add(  # type: ignore[attr-defined]
+                Instance(
+                    id=ghost, reservation_id="r-0badc0ffee000001", account_id=stack.user.account_id,
+                    image_id=IMAGE_ID, instance_type="t1.micro", zone="zone-1", state="running",
+                    launch_time=datetime.now(UTC) - timedelta(minutes=10),
+                )
+            )
+
+        db.run_sync(add)
+    finally:
+        db.dispose()
+    states = wait_state(stack, [ghost], "terminated")
+    assert states[ghost] == "terminated"
+    gone = ec2.describe_instances(InstanceIds=[ghost])["Reservations"][0]["Instances"][0]
+    assert "InstanceLost" in gone["StateReason"]["Message"]
+    assert wait_state(stack, [kept_id], "running")[kept_id] == "running"
+    ec2.terminate_instances(InstanceIds=[kept_id])

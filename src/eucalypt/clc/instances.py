@@ -406,43 +406,70 @@ class InstanceService:
         ended: list[str] = []
         needs_ip: list[tuple[str, str]] = []
 
-        def record(s: Session) -> None:
-            live = s.scalars(
-                select(Instance).where(Instance.state != InstanceState.TERMINATED.value)
+        auto_ip = services.config.clc.auto_public_ip
+        running = InstanceState.RUNNING.value
+
+        def lost(zone: str, instance_id: str, launch_time: datetime) -> bool:
+            launched = launch_time.replace(tzinfo=launch_time.tzinfo or UTC)
+            return (
+                zone in healthy
+                and instance_id not in services.srs.in_flight
+                and now - launched > LOST_AFTER
             )
-            for row in live:
-                was = row.state
-                ci = seen.get(row.id)
+
+        def update(row: Instance) -> None:
+            was = row.state
+            ci = seen.get(row.id)
+            if ci is None:
+                if lost(row.zone, row.id, row.launch_time):
+                    advance(
+                        row,
+                        InstanceState.TERMINATED.value,
+                        "Server.InstanceLost: no node of the cluster reports it",
+                    )
+                    ended.append(row.id)
+                return
+            info = ci.instance
+            if info.network.private_ip and row.private_ip != info.network.private_ip:
+                row.private_ip = info.network.private_ip
+            if ci.node_url and row.node_url != ci.node_url:
+                row.node_url = ci.node_url
+            if info.state.value != row.state:
+                advance(row, info.state.value, info.reason)
+            if row.state != was and row.state == InstanceState.TERMINATED.value:
+                ended.append(row.id)
+            if auto_ip and row.state == running and row.private_ip and not row.public_ip:
+                needs_ip.append((row.id, row.zone))
+
+        def record(s: Session) -> None:
+            # Most rounds change nothing: compare plain columns first, and load (and
+            # update) the ORM rows of the instances that changed only.
+            live = s.execute(
+                select(
+                    Instance.id, Instance.state, Instance.private_ip, Instance.node_url,
+                    Instance.zone, Instance.launch_time, Instance.public_ip,
+                ).where(Instance.state != InstanceState.TERMINATED.value)
+            )
+            changed: list[str] = []
+            for r in live:
+                ci = seen.get(r.id)
                 if ci is None:
-                    launched = row.launch_time.replace(tzinfo=row.launch_time.tzinfo or UTC)
-                    if (
-                        row.zone in healthy
-                        and row.id not in services.srs.in_flight
-                        and (now - launched > LOST_AFTER)
-                    ):
-                        advance(
-                            row,
-                            InstanceState.TERMINATED.value,
-                            "Server.InstanceLost: no node of the cluster reports it",
-                        )
-                        ended.append(row.id)
+                    if lost(r.zone, r.id, r.launch_time):
+                        changed.append(r.id)
                     continue
                 info = ci.instance
-                if info.network.private_ip and row.private_ip != info.network.private_ip:
-                    row.private_ip = info.network.private_ip
-                if ci.node_url and row.node_url != ci.node_url:
-                    row.node_url = ci.node_url
-                if info.state.value != row.state:
-                    advance(row, info.state.value, info.reason)
-                if row.state != was and row.state == InstanceState.TERMINATED.value:
-                    ended.append(row.id)
                 if (
-                    services.config.clc.auto_public_ip
-                    and row.state == InstanceState.RUNNING.value
-                    and row.private_ip
-                    and not row.public_ip
+                    info.state.value != r.state
+                    or (info.network.private_ip and r.private_ip != info.network.private_ip)
+                    or (ci.node_url and r.node_url != ci.node_url)
                 ):
-                    needs_ip.append((row.id, row.zone))
+                    changed.append(r.id)
+                elif auto_ip and r.state == running and r.private_ip and not r.public_ip:
+                    needs_ip.append((r.id, r.zone))
+            for i in range(0, len(changed), 500):
+                chunk = changed[i : i + 500]
+                for row in s.scalars(select(Instance).where(Instance.id.in_(chunk))):
+                    update(row)
 
         await services.db.run(record)
         await release_for_instances(services, ended)
