@@ -10,9 +10,8 @@ waits for another or for the event loop, which receives the next buffer
 meanwhile: network, hashing (hashlib releases the GIL) and disk overlap, and
 the blob's fsyncs overlap the last hashes. At most ``IN_FLIGHT`` bytes per
 upload are handed to the lanes. A plain body of at most ``WHOLE_MAX`` bytes
-is read into one buffer instead (no per-buffer allocations) and goes down two
-lanes (the MD5; the checks, then the write, in one job per buffer): fewer
-thread hops, with hashing and writing still overlapping its arrival.
+is read into one buffer instead: only its MD5 goes down a lane while it
+arrives, and one thread job does the rest once it is whole.
 
 Nothing is answered before every check passed: a blob committed ahead of a
 failed check (a mismatching SHA-256, say) is deleted again, and nothing ever
@@ -30,8 +29,9 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import CancelledError, Executor, Future, wait
 from dataclasses import dataclass
+from functools import partial
 
 from eucalypt.auth import AuthError
 from eucalypt.walrus import errors, inline
@@ -49,8 +49,9 @@ EARLY_BODY = 1 << 20
 IN_FLIGHT = 2 << 20
 # Below this, more threads cost more than they save: one trip does it all.
 PARALLEL_MIN = 128 << 10
-# A plain (not aws-chunked) file body up to this size is read into one buffer
-# and goes down two lanes, not three: the MD5; the checks and the write.
+# A plain (not aws-chunked) file body up to this size is read whole into one
+# buffer: its MD5 runs down one lane as it arrives, then one thread job checks,
+# writes and seals it (instead of three lanes buffer by buffer: fewer thread hops).
 WHOLE_MAX = 4 << 20
 # An inline body up to this size is hashed and checked on the event loop: a
 # thread trip would cost more than the hashing (well under a millisecond).
@@ -174,10 +175,16 @@ class _Sink:
             self.plan.check_md5(md5)
         self.plan.check_header_checksum(headers)
 
-    def check_store(self, data: bytes | bytearray | memoryview) -> None:
-        """The check and store lanes' work on a plain body's buffer, in one job."""
-        self.check(data, data)
+    def stored_whole(self, data: bytearray, headers: dict[str, str]) -> None:
+        """A whole plain body (not inline): write it, check it, then seal the file.
+
+        The write starts the writeback, which goes on while the body is hashed;
+        a body that fails a check is never synced. The MD5 is the caller's.
+        """
         self.store(data)
+        self.check(data, data)
+        self.verify(headers)
+        self.seal()
 
     def whole(self, raw: bytearray, headers: dict[str, str]) -> StoredBlob:
         """A small body in one thread trip: decode, hash, check, store, seal."""
@@ -243,15 +250,16 @@ async def receive_inline(req: S3Request, plan: BodyPlan, executor: Executor) -> 
 
 
 async def _read_whole(req: S3Request, length: int,
-                      hand: Callable[[memoryview], Awaitable[None]]) -> None:
-    """Read the body into one buffer of its declared ``length``.
+                      hand: Callable[[memoryview], object]) -> bytearray:
+    """The body, read into one buffer of its declared ``length``.
 
     Each ``SMALL_BUFFER`` bytes, and the tail, are passed to ``hand`` (a view of
-    the buffer) as soon as they are complete. IncompleteBody if more than
-    ``length`` bytes arrive; a body that falls short is reported by the length
-    check at the end (``BodyPlan.finish``).
+    the buffer) as they are complete. A body that falls short comes back
+    shorter (the length check, ``BodyPlan.finish``, reports it); IncompleteBody
+    if more than ``length`` bytes arrive.
     """
-    view = memoryview(bytearray(length))
+    buf = bytearray(length)
+    view = memoryview(buf)
     pos = handed = 0
     async for chunk in chunks(req):
         end = pos + len(chunk)
@@ -260,10 +268,38 @@ async def _read_whole(req: S3Request, length: int,
         view[pos:end] = chunk
         pos = end
         if pos - handed >= SMALL_BUFFER:
-            await hand(view[handed:pos])
+            hand(view[handed:pos])
             handed = pos
     if handed < pos:
-        await hand(view[handed:pos])
+        hand(view[handed:pos])
+    # A short body is copied: views of the buffer may still be in use.
+    return buf if pos == length else buf[:pos]
+
+
+async def _store_whole(sink: _Sink, data: bytearray, headers: dict[str, str],
+                       executor: Executor, md5_lane: _Lane) -> StoredBlob:
+    """A whole plain body into a committed file blob: the checks, write and seal in one
+    thread job, beside the MD5 lane (fed while the body arrived). The blob is removed
+    again if the MD5 does not match."""
+    md5_done = md5_lane.submit(lambda: None)  # after every hash handed to the lane
+    store_job = executor.submit(sink.stored_whole, data, headers)
+    try:
+        await asyncio.wrap_future(store_job)
+        await asyncio.wrap_future(md5_done)
+        digest = sink.md5.digest()
+        sink.plan.check_md5(digest)
+    except BaseException:
+        # After the store job is done (or never started): it writes the blob.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, _abort_after, sink.writer, store_job)
+        raise
+    return StoredBlob(sink.writer.blob_id, sink.size, digest)
+
+
+def _abort_after(writer: BlobWriter, job: Future[None]) -> None:
+    job.cancel()
+    wait([job])
+    writer.abort()
 
 
 async def receive_blob(req: S3Request, store: BlobStore, executor: Executor,
@@ -315,12 +351,6 @@ async def receive_blob(req: S3Request, store: BlobStore, executor: Executor,
             handed.extend((check_lane.submit(sink.verify, req.headers),
                            store_lane.submit(sink.seal)))
 
-    async def hand_plain(view: memoryview) -> None:
-        # The MD5 stores nothing: it need not wait for the admission.
-        handed.append(md5_lane.submit(sink.digest, view))
-        await admitted()
-        handed.append(store_lane.submit(sink.check_store, view))
-
     # A full buffer is held until more data comes, so the last one is known as such.
     full: bytearray | None = None
     buf = bytearray()
@@ -331,13 +361,11 @@ async def receive_blob(req: S3Request, store: BlobStore, executor: Executor,
             await admitted()
             return await loop.run_in_executor(executor, sink.whole, buf, req.headers)
         if plan.decoder is None and plan.length <= WHOLE_MAX and not sink.inline:
-            await _read_whole(req, plan.length, hand_plain)
+            # The MD5 is taken while the body arrives (that stores nothing, so it
+            # need not wait for the admission); the rest once it is all here.
+            whole = await _read_whole(req, plan.length, partial(md5_lane.submit, sink.digest))
             await admitted()
-            handed.extend((md5_lane.submit(sink.digest, b""),
-                           store_lane.submit(sink.verify, req.headers),
-                           store_lane.submit(sink.seal)))
-            await asyncio.gather(*(asyncio.wrap_future(handed[i]) for i in (-3, -1)))
-            return sink.result()
+            return await _store_whole(sink, whole, req.headers, executor, md5_lane)
         async for chunk in chunks(req):
             if full is not None:
                 await admitted()
