@@ -77,3 +77,38 @@ def test_list_blobs_by_age(tmp_path: Path) -> None:
     new_id = w.commit()
     assert list(store.list_blobs(older_than=2_000_000)) == [old_id]
     assert new_id not in list(store.list_blobs(older_than=2_000_000))
+
+
+def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob's directory is always synced; a fan-out directory this process made is synced
+    in the one above it, up to a directory whose entry is durable (made before, or synced)."""
+    from eucalypt.walrus import storage
+
+    synced: list[str] = []
+    real = storage._fsync_dir
+
+    def record(path: Path | str) -> None:
+        synced.append(os.path.relpath(path, tmp_path / "blobs"))
+        real(path)
+
+    monkeypatch.setattr(storage, "_fsync_dir", record)
+    store = FilesystemStore(tmp_path)
+
+    def put(blob_id: str) -> list[str]:
+        writer = store.create()
+        writer.blob_id = blob_id
+        writer._tmp = os.path.join(store.tmp_dir, f"{blob_id}.tmp")
+        writer.write(b"x")
+        writer.commit()
+        assert store.path_of(blob_id).read_bytes() == b"x"
+        done, synced[:] = sorted(synced), []
+        return done
+
+    assert put("ab" + "cd" + "0" * 28) == [".", "ab", "ab/cd"]  # both levels new
+    assert put("ab" + "ef" + "0" * 28) == ["ab", "ab/ef"]  # "ab" is durable by now
+    assert put("ab" + "ef" + "1" * 28) == ["ab/ef"]
+    (tmp_path / "blobs" / "12").mkdir()  # made by someone else: taken as durable
+    assert put("12" + "34" + "0" * 28) == ["12", "12/34"]
+    assert not store._fresh
+    store.close()

@@ -259,9 +259,10 @@ class FilesystemStore:
 
         Returns a function that waits until it is (it raises if a sync failed).
         A fan-out directory created by this process, until its own entry is
-        known durable, also has the two directories above it synced (by every
-        writer that uses it meanwhile). Directories that existed before the
-        process started are taken as durable.
+        known durable, also has the directory above it synced (by every writer
+        that uses it meanwhile), and so on up while that one is such a
+        directory too. Directories that existed before the process started are
+        taken as durable.
         """
         parent = os.path.dirname(final)
         try:
@@ -269,18 +270,24 @@ class FilesystemStore:
         except FileNotFoundError:
             if not os.path.exists(tmp):
                 raise
-            self._fresh.add(parent)  # before it exists: whoever sees it also sees this
+            # Marked before they exist: whoever sees them also sees this.
+            grand = os.path.dirname(parent)
+            if not os.path.isdir(grand):
+                self._fresh.add(grand)
+            self._fresh.add(parent)
             os.makedirs(parent, exist_ok=True)
             os.rename(tmp, final)
-        fresh = parent in self._fresh
-        dirs = [parent, os.path.dirname(parent), str(self.blob_dir)] if fresh else [parent]
+        dirs, fresh = [parent], []
+        while dirs[-1] in self._fresh:
+            fresh.append(dirs[-1])
+            dirs.append(os.path.dirname(dirs[-1]))
         syncs = [self._dir_syncs.submit(_fsync_dir, d) for d in dirs]
 
         def wait() -> None:
             for synced in syncs:
                 synced.result()
-            if fresh:
-                self._fresh.discard(parent)
+            for d in fresh:  # its entry, in the directory above, is durable now
+                self._fresh.discard(d)
 
         return wait
 
