@@ -81,8 +81,9 @@ def test_list_blobs_by_age(tmp_path: Path) -> None:
 
 def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A blob's directory is always synced; a fan-out directory this process made is synced
-    in the one above it, up to a directory whose entry is durable (made before, or synced)."""
+    """A blob's directory is always synced; so is the one above any directory whose entry
+    this process has not made durable yet (made now, or found on disk: a killed process
+    may have left it in the page cache only), up to one whose entry is durable."""
     from eucalypt.walrus import storage
 
     synced: list[str] = []
@@ -94,8 +95,10 @@ def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
 
     monkeypatch.setattr(storage, "_fsync_dir", record)
     store = FilesystemStore(tmp_path)
+    assert synced == [".."]  # the store's root: the entries of blobs/ and tmp/
+    synced.clear()
 
-    def put(blob_id: str) -> list[str]:
+    def put(store: FilesystemStore, blob_id: str) -> list[str]:
         writer = store.create()
         writer.blob_id = blob_id
         writer._tmp = os.path.join(store.tmp_dir, f"{blob_id}.tmp")
@@ -105,10 +108,17 @@ def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
         done, synced[:] = sorted(synced), []
         return done
 
-    assert put("ab" + "cd" + "0" * 28) == [".", "ab", "ab/cd"]  # both levels new
-    assert put("ab" + "ef" + "0" * 28) == ["ab", "ab/ef"]  # "ab" is durable by now
-    assert put("ab" + "ef" + "1" * 28) == ["ab/ef"]
-    (tmp_path / "blobs" / "12").mkdir()  # made by someone else: taken as durable
-    assert put("12" + "34" + "0" * 28) == ["12", "12/34"]
-    assert not store._fresh
+    assert put(store, "ab" + "cd" + "0" * 28) == [".", "ab", "ab/cd"]  # both levels new
+    assert put(store, "ab" + "ef" + "0" * 28) == ["ab", "ab/ef"]  # "ab" is durable by now
+    assert put(store, "ab" + "ef" + "1" * 28) == ["ab/ef"]
+    (tmp_path / "blobs" / "12").mkdir()  # made by someone else: not known durable
+    assert put(store, "12" + "34" + "0" * 28) == [".", "12", "12/34"]
+    assert put(store, "12" + "34" + "1" * 28) == ["12/34"]
     store.close()
+
+    # A new process (after a kill -9, say) knows nothing durable below blobs/ yet.
+    again = FilesystemStore(tmp_path)
+    synced.clear()
+    assert put(again, "ab" + "cd" + "2" * 28) == [".", "ab", "ab/cd"]
+    assert put(again, "ab" + "cd" + "3" * 28) == ["ab/cd"]
+    again.close()

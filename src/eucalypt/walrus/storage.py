@@ -251,18 +251,20 @@ class FilesystemStore:
         # tasks never wait for anything, so the pool cannot deadlock.
         self._dir_syncs = ThreadPoolExecutor(max_workers=16,
                                              thread_name_prefix="walrus-dirsync")
-        # Fan-out directories this process created whose entries may not be durable yet.
-        self._fresh: set[str] = set()
+        # Directories whose own entry (in the directory above) this process has
+        # synced. Any other directory, even one found on disk at start (a killed
+        # process may have left its entry in the page cache only), has the
+        # directory above it synced by the first writer that uses it.
+        _fsync_dir(self.root)  # the entries of blobs/ and tmp/
+        self._durable: set[str] = {str(self.blob_dir)}
 
     def place(self, tmp: str, final: str) -> Callable[[], None]:
         """Rename ``tmp`` to ``final`` and start making the new name durable.
 
         Returns a function that waits until it is (it raises if a sync failed).
-        A fan-out directory created by this process, until its own entry is
-        known durable, also has the directory above it synced (by every writer
-        that uses it meanwhile), and so on up while that one is such a
-        directory too. Directories that existed before the process started are
-        taken as durable.
+        The blob's directory is synced; so is the directory above each directory
+        on the way up whose entry is not yet known durable (one to three fsyncs
+        for the first blob in a directory, one afterwards).
         """
         parent = os.path.dirname(final)
         try:
@@ -270,24 +272,17 @@ class FilesystemStore:
         except FileNotFoundError:
             if not os.path.exists(tmp):
                 raise
-            # Marked before they exist: whoever sees them also sees this.
-            grand = os.path.dirname(parent)
-            if not os.path.isdir(grand):
-                self._fresh.add(grand)
-            self._fresh.add(parent)
             os.makedirs(parent, exist_ok=True)
             os.rename(tmp, final)
-        dirs, fresh = [parent], []
-        while dirs[-1] in self._fresh:
-            fresh.append(dirs[-1])
+        dirs = [parent]
+        while dirs[-1] not in self._durable and dirs[-1] != str(self.blob_dir):
             dirs.append(os.path.dirname(dirs[-1]))
         syncs = [self._dir_syncs.submit(_fsync_dir, d) for d in dirs]
 
         def wait() -> None:
             for synced in syncs:
                 synced.result()
-            for d in fresh:  # its entry, in the directory above, is durable now
-                self._fresh.discard(d)
+            self._durable.update(dirs[:-1])  # their entries are in the synced one above
 
         return wait
 
