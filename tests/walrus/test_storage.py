@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -122,3 +123,31 @@ def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
     assert put(again, "ab" + "cd" + "2" * 28) == [".", "ab", "ab/cd"]
     assert put(again, "ab" + "cd" + "3" * 28) == ["ab/cd"]
     again.close()
+
+
+def test_blobs_of_one_minute_share_a_fan_out_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blob ids start with a minute counter: 50 blobs written within one minute make one
+    fan-out directory (and sync the ones above it once), not one each."""
+    from eucalypt.walrus import storage
+
+    monkeypatch.setattr(storage, "time", SimpleNamespace(time=lambda: 1_700_000_000.0))
+    synced: list[str] = []
+    real = storage._fsync_dir
+
+    def record(path: Path | str) -> None:
+        synced.append(os.path.relpath(path, tmp_path / "blobs"))
+        real(path)
+
+    monkeypatch.setattr(storage, "_fsync_dir", record)
+    store = FilesystemStore(tmp_path)
+    ids = []
+    for _ in range(50):
+        writer = store.create()
+        writer.write(b"x")
+        ids.append(writer.commit())
+    store.close()
+    assert len(set(ids)) == 50
+    assert len({i[:4] for i in ids}) == 1
+    assert len(list((tmp_path / "blobs").iterdir())) == 1
+    assert len(synced) == 1 + 50 + 2  # the root at start, each blob's dir, two above once
