@@ -29,7 +29,7 @@ from eucalypt.config import Config  # noqa: E402
 
 EUCALYPT = [sys.executable, "-m", "eucalypt"]
 READY = "EUCALYPT-GUEST-READY"
-SIM_IMAGE = "emi-0000000000bench01"
+SIM_IMAGE = "emi-00000000000be0c01"
 #: Instances per RunInstances call when populating either server; each call's instances
 #: are tagged ``batch=b<n>`` (the tag filter picks one batch).
 BATCH = 200
