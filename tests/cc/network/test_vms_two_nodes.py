@@ -78,10 +78,10 @@ from eucalypt.cc.netapi import (
     SetIngressRulesRequest,
 )
 from eucalypt.cc.network.managed import VXLAN_MTU
-from eucalypt.cc.network.metadata import INSTANCE_ID_HEADER, INSTANCE_IP_HEADER
 from eucalypt.config import CcConfig, Config, NcConfig
 from eucalypt.nc.api import BootImages, InstanceState
 from eucalypt.nc.app import create_app as create_nc
+from eucalypt.net.metadata import INSTANCE_ID_HEADER, INSTANCE_IP_HEADER
 from eucalypt.rpc import ComponentKeys
 from tests.nc.conftest import ImageServer
 from tests.nc.test_qemu_vm import (  # noqa: F401  (fixtures)
