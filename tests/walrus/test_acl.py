@@ -204,3 +204,28 @@ def test_owner_keeps_acp_rights_only(walrus: WalrusServer, s3: Any, bucket: str)
     s3.head_bucket(Bucket=bucket)
     s3.put_bucket_acl(Bucket=bucket, ACL="private")
     s3.put_object(Bucket=bucket, Key="baz", Body=b"a")
+
+
+def test_bucket_changes_apply_at_once_to_file_uploads(walrus: WalrusServer, s3: Any,
+                                                      bucket: str) -> None:
+    """Uploads over 128 KiB are admitted against a cached copy of their bucket (no thread
+    trip): a change to the bucket's ACL, or the bucket deleted and made again by another
+    account, applies to the very next upload."""
+    body = b"b" * (200 << 10)
+    bob = walrus.client(BOB)
+    assert s3_error(bob.put_object, Bucket=bucket, Key="k", Body=body) == DENIED
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    bob.put_object(Bucket=bucket, Key="k", Body=body)
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    assert s3_error(bob.put_object, Bucket=bucket, Key="k2", Body=body) == DENIED
+    s3.delete_object(Bucket=bucket, Key="k")  # the bucket owner may delete Bob's object
+    s3.put_object(Bucket=bucket, Key="mine", Body=body)
+    s3.delete_object(Bucket=bucket, Key="mine")
+    s3.delete_bucket(Bucket=bucket)
+    carol = walrus.client(CAROL)
+    carol.create_bucket(Bucket=bucket)
+    try:
+        assert s3_error(s3.put_object, Bucket=bucket, Key="stray", Body=body) == DENIED
+        assert "Contents" not in carol.list_objects_v2(Bucket=bucket)
+    finally:
+        carol.delete_bucket(Bucket=bucket)

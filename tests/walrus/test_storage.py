@@ -151,3 +151,22 @@ def test_blobs_of_one_minute_share_a_fan_out_directory(
     assert len({i[:4] for i in ids}) == 1
     assert len(list((tmp_path / "blobs").iterdir())) == 1
     assert len(synced) == 1 + 50 + 2  # the root at start, each blob's dir, two above once
+
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, (1 << 20) + 1, (3 << 20) + 12345])
+def test_blob_bytes_round_trip_in_pieces_of_any_size(tmp_path: Path, size: int) -> None:
+    store = FilesystemStore(tmp_path)
+    data = os.urandom(size)
+    writer = store.create()
+    pos, step = 0, 1
+    while pos < size:  # pieces of 1, 3, 9, ... bytes, up to 2 MiB
+        writer.write(memoryview(data)[pos:pos + step])
+        pos, step = pos + step, min(step * 3, 2 << 20)
+    blob_id = writer.commit()
+    assert store.path_of(blob_id).read_bytes() == data
+    reader = store.open(blob_id)
+    assert reader.size == size
+    assert reader.read_at(size // 2, 100) == data[size // 2:size // 2 + 100]
+    reader.close()
+    assert store.count_temp() == 0

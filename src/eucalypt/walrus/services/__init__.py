@@ -7,6 +7,7 @@ Everything a service needs travels in one :class:`Context` built by
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,45 @@ from eucalypt.walrus.services.commit import GroupCommitter
 from eucalypt.walrus.storage import BlobStore
 
 T = TypeVar("T")
+
+
+class BucketCache:
+    """Buckets recently read, by name, so that an upload is admitted without a thread trip.
+
+    Reading a bucket in the I/O pool while its request's body arrives made the
+    event loop and the pool contend for the GIL; the cached row is checked on the
+    event loop instead. Every change to a bucket (delete, ACL) goes through this
+    process and calls :meth:`invalidate` once it committed, which also drops any
+    read begun before it (its :meth:`generation` no longer matches). Entries
+    still expire after ``TTL`` seconds, for the day another process writes the
+    same database. A bucket deleted behind the cache's back costs nothing worse
+    than an upload refused at its commit (the foreign key), with NoSuchBucket.
+    """
+
+    TTL = 2.0
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Any]] = {}
+        self.generation = 0
+
+    def get(self, name: str) -> Any | None:
+        entry = self._entries.get(name)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, name: str, view: Any, generation: int) -> None:
+        """Keep ``view``, read since :attr:`generation` was ``generation``, unless stale."""
+        if generation != self.generation:
+            return
+        if len(self._entries) >= self.MAX:
+            self._entries.clear()
+        self._entries[name] = (time.monotonic() + self.TTL, view)
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
 
 
 @dataclass
@@ -41,6 +81,8 @@ class Context:
     display_names: dict[str, str] = field(default_factory=dict)
     # Where POST Object (browser form) uploads look up the key that signed their policy.
     credentials: CredentialStore | None = None
+    # Buckets by name, read recently (see BucketCache); used on the event loop only.
+    buckets: BucketCache = field(default_factory=BucketCache)
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` in one transaction, committed when it returns (blocking).

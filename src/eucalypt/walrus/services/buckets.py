@@ -85,7 +85,13 @@ def get_bucket_sync(conn: Connection, name: str) -> BucketView:
 
 
 async def get_bucket(ctx: Context, name: str) -> BucketView:
-    return await ctx.read(lambda s: get_bucket_sync(s, name))
+    """The bucket ``name`` (from ``ctx.buckets`` if read recently), or NoSuchBucket."""
+    view: BucketView | None = ctx.buckets.get(name)
+    if view is None:
+        generation = ctx.buckets.generation
+        view = await ctx.read(lambda s: get_bucket_sync(s, name))
+        ctx.buckets.put(name, view, generation)
+    return view
 
 
 async def create_bucket(ctx: Context, name: str, principal: Principal, location: str,
@@ -132,6 +138,8 @@ async def delete_bucket(ctx: Context, bucket: BucketView) -> None:
         blobs = await ctx.write(work)
     except IntegrityError as exc:  # an object arrived meanwhile
         raise errors.BucketNotEmpty(BucketName=bucket.name) from exc
+    finally:
+        ctx.buckets.invalidate()
     await ctx.delete_blobs(blobs)
 
 
@@ -154,4 +162,7 @@ async def set_bucket_acl(ctx: Context, bucket: BucketView, canned: str,
             raise errors.NoSuchBucket(BucketName=bucket.name)
         store_grants(conn, bucket.id, None, grants if canned == "custom" else [])
 
-    await ctx.write(work)
+    try:
+        await ctx.write(work)
+    finally:
+        ctx.buckets.invalidate()

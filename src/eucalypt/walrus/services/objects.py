@@ -199,6 +199,7 @@ async def _retry(ctx: Context, bucket: BucketView, fn: Callable[[Connection], T]
             alive = await ctx.read(lambda c: c.scalar(
                 select(Bucket.id).where(Bucket.id == bucket.id)) is not None)
             if not alive:
+                ctx.buckets.invalidate()  # the cache may still hold it
                 raise errors.NoSuchBucket(BucketName=bucket.name) from None
     raise errors.OperationAborted()
 
