@@ -46,18 +46,15 @@ class Server:
 
 def serve_walrus(spec_path: str) -> None:
     """Entry point of the Walrus subprocess (``run.py --serve-walrus SPEC``)."""
-    import uvicorn
-
     from eucalypt.auth import Credential, StaticCredentialStore
     from eucalypt.config import Config, WalrusConfig
-    from eucalypt.walrus.app import create_app
+    from eucalypt.walrus.app import create_app, run_app
 
     spec = json.loads(Path(spec_path).read_text())
     config = Config(data_dir=Path(spec["data_dir"]), walrus=WalrusConfig(port=spec["port"]))
     cred = Credential(ACCESS_KEY, SECRET_KEY, account_id="000000000001", user_name="bench")
     app = create_app(config, credentials=StaticCredentialStore([cred]))
-    uvicorn.run(app, host="127.0.0.1", port=spec["port"], loop="uvloop", http="httptools",
-                lifespan="on", access_log=False, server_header=False, log_level="warning")
+    run_app(app, "127.0.0.1", spec["port"])
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from eucalypt.walrus.server import ServerThread
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,8 +35,20 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 @contextmanager
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+    """Serve ``app`` on 127.0.0.1 in a thread (Walrus on its own server, the others with
+    uvicorn); yield its base URL."""
     port = port or free_port()
+    from eucalypt.walrus.app import WalrusApp
+
+    if isinstance(app, WalrusApp):
+        # Plain asyncio, as below: several uvloop servers in one process race to spawn children.
+        walrus = ServerThread(app, "127.0.0.1", port, use_uvloop=False)
+        walrus.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            walrus.stop()
+        return
     server = uvicorn.Server(
         # Plain asyncio: several servers on uvloop in one process race to spawn children.
         uvicorn.Config(

@@ -1,4 +1,4 @@
-"""A real Walrus for the tests: uvicorn in a thread, SQLite or PostgreSQL metadata.
+"""A real Walrus for the tests: its HTTP server in a thread, SQLite or PostgreSQL metadata.
 
 ``walrus`` is parametrized over both metadata backends (PostgreSQL when
 ``EUCALYPT_TEST_PG_URL`` is set, see ``tests/conftest.py``); ``walrus_sqlite``
@@ -8,8 +8,6 @@ come from :meth:`WalrusServer.client` (boto3, SigV4, path-style by default).
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,13 +17,13 @@ from typing import Any
 import boto3
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 
 from eucalypt.auth import Credential, StaticCredentialStore
 from eucalypt.config import Config, WalrusConfig
 from eucalypt.walrus.app import create_app
+from eucalypt.walrus.server import ServerThread
 from tests.support.servers import free_port
 
 REGION = "eucalypt-1"
@@ -96,25 +94,14 @@ def new_pg_database(base: str) -> tuple[str, Any]:
 
 
 def start_server(tmp: Path, database_url: str, backend: str) -> tuple[WalrusServer, Any]:
-    """Walrus under uvicorn (uvloop, httptools) in a daemon thread; returns (server, stop)."""
+    """Walrus on its own HTTP server (uvloop) in a daemon thread; returns (server, stop)."""
     port = free_port()
     config = Config(data_dir=tmp, walrus=WalrusConfig(port=port, database_url=database_url,
                                                       domain=DOMAIN))
     app = create_app(config, credentials=StaticCredentialStore(ACCOUNTS))
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="on",
-        log_config=None, access_log=False, server_header=False))
-    thread = threading.Thread(target=server.run, name=f"walrus-{backend}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("Walrus did not start")
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=15)
+    server = ServerThread(app, "127.0.0.1", port)
+    server.start()
+    stop = server.stop
 
     info = WalrusServer(url=f"http://127.0.0.1:{port}", port=port, data_dir=tmp,
                         storage_dir=Path(config.walrus.storage_dir), database_url=database_url,

@@ -1,8 +1,8 @@
 """Run Walrus as its own process for tests: ``python launcher.py SPEC.json``.
 
 The spec names the data directory, port, database URL and the static
-credentials to accept; the process runs uvicorn (uvloop, httptools) exactly
-as ``eucalypt.walrus.app.serve`` does, but with a static credential store
+credentials to accept; the process serves Walrus exactly as
+``eucalypt.walrus.app.serve`` does, but with a static credential store
 instead of the CLC. Used where a test needs a separate process: to kill it
 with SIGKILL, or to measure its memory.
 """
@@ -14,12 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from eucalypt.auth import Credential, StaticCredentialStore
 from eucalypt.config import Config
 from eucalypt.logs import setup_logging
-from eucalypt.walrus.app import create_app
+from eucalypt.walrus.app import create_app, run_app
 
 
 def build(spec: dict) -> tuple[Config, StaticCredentialStore]:
@@ -38,9 +36,7 @@ def main() -> None:
     if spec.get("access_log") or os.environ.get("WALRUS_ACCESS_LOG"):
         setup_logging("walrus", "info")  # one JSON line per request, into the log file
     app = create_app(config, credentials=store)
-    uvicorn.run(app, host="127.0.0.1", port=config.walrus.port, loop="uvloop", http="httptools",
-                lifespan="on", access_log=False, server_header=False,
-                log_level=spec.get("log_level", "warning"))
+    run_app(app, "127.0.0.1", config.walrus.port)
 
 
 if __name__ == "__main__":

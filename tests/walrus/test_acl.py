@@ -229,3 +229,31 @@ def test_bucket_changes_apply_at_once_to_file_uploads(walrus: WalrusServer, s3: 
         assert "Contents" not in carol.list_objects_v2(Bucket=bucket)
     finally:
         carol.delete_bucket(Bucket=bucket)
+
+
+def _put_expecting_continue(walrus: WalrusServer, bucket: str, length: int) -> bytes:
+    """An anonymous PUT that waits for 100 Continue: what the server answers first."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", walrus.port), timeout=10) as sock:
+        sock.sendall(f"PUT /{bucket}/obj HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                     f"{length}\r\nExpect: 100-continue\r\n\r\n".encode())
+        first = sock.recv(65536)
+        while not first.startswith(b"HTTP/1.1 100"):  # a final answer: read it to its end
+            more = sock.recv(65536)  # the connection closes after it (the body is unsent)
+            if not more:
+                break
+            first += more
+        return first
+
+
+def test_a_refused_upload_is_refused_before_100_continue(walrus: WalrusServer, s3: Any,
+                                                         bucket: str) -> None:
+    """As S3: a client that waits for 100 Continue gets the 403 instead, and never sends
+    its body (small bodies, kept inline, and larger ones alike)."""
+    for length in (123, 300 << 10):
+        first = _put_expecting_continue(walrus, bucket, length)
+        assert first.startswith(b"HTTP/1.1 403") and b"AccessDenied" in first
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    for length in (123, 300 << 10):
+        assert _put_expecting_continue(walrus, bucket, length) == b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,6 +1,6 @@
 """Walrus as the image service: /_image/<bucket>/<manifest> verifies, decrypts, caches.
 
-A real Walrus (uvicorn in a thread) with users and component keys; bundles
+A real Walrus (its HTTP server in a thread) with users and component keys; bundles
 made by ``eucalypt.bundle`` and uploaded with boto3 as their owner; the
 endpoint called as the CLC (POST, with the owner's certificates) and as an
 NC (GET), including through the NC's own image cache.

@@ -183,6 +183,9 @@ def serve_command(component: str, config_path: Path | None) -> None:
     module = importlib.import_module(f"eucalypt.{component}.app")
     app = module.create_app(config)
     svc = config.service(component)
+    if hasattr(module, "run_app"):  # a component with its own HTTP server (Walrus)
+        module.run_app(app, svc.host, svc.port)
+        return
     uvicorn.run(
         app,
         host=svc.host,

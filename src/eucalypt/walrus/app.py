@@ -10,9 +10,9 @@ S3's XML error document, turns anything unexpected into ``InternalError``
 
 ``GET /healthz`` (unsigned) answers ``{"status": "ok"}``.
 
-Response bodies are streamed in 1 MiB chunks read in worker threads:
-uvicorn implements neither the ASGI ``http.response.pathsend`` nor the
-``zerocopysend`` extension, so there is no sendfile path.
+It runs under Walrus's own HTTP server (``server.py``), which lets upload
+bodies land straight in their buffers; response bodies are streamed in 1-4
+MiB chunks read in worker threads (no sendfile path yet).
 """
 
 from __future__ import annotations
@@ -314,10 +314,12 @@ def create_app(config: Config, *, credentials: CredentialStore | None = None,
 
 
 def serve(config: Config) -> None:
-    """Run Walrus under uvicorn (uvloop, httptools) on ``config.walrus.host:port``."""
-    import uvicorn
+    """Run Walrus on ``config.walrus.host:port`` with its own HTTP server (``server.py``)."""
+    run_app(create_app(config), config.walrus.host, config.walrus.port)
 
-    app = create_app(config)
-    uvicorn.run(app, host=config.walrus.host, port=config.walrus.port, loop="uvloop",
-                http="httptools", lifespan="on", access_log=False, server_header=False,
-                log_level=config.log_level, timeout_keep_alive=30)
+
+def run_app(app: WalrusApp, host: str, port: int) -> None:
+    """Serve a built Walrus until SIGTERM/SIGINT (uvloop; ``eucalypt.walrus.server``)."""
+    from eucalypt.walrus import server
+
+    server.run(app, host, port)

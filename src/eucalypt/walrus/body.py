@@ -196,6 +196,21 @@ async def chunks(req: S3Request) -> AsyncIterator[bytes]:
             return
 
 
+async def receive_into(req: S3Request, view: memoryview) -> int:
+    """Fill the start of ``view`` with body bytes, straight from the socket (the server's
+    ``receive_into``); 0 at the end of the body, ``ClientDisconnected`` if the client left.
+    Only for requests whose ``receive_into`` is set."""
+    assert req.receive_into is not None
+    req.body_started = True
+    try:
+        n = await req.receive_into(view)
+    except EOFError as exc:
+        raise ClientDisconnected() from exc
+    if n == 0:
+        req.body_done = True
+    return n
+
+
 async def read_small_body(req: S3Request, limit: int = 4 << 20) -> bytes:
     """Read and verify a small (XML) body whole; larger than ``limit`` is an error."""
     plan = BodyPlan.for_request(req)
@@ -219,6 +234,12 @@ async def read_small_body(req: S3Request, limit: int = 4 << 20) -> bytes:
     return body
 
 
+def expects_continue(req: S3Request) -> bool:
+    """The client waits for ``100 Continue`` before it sends the body; reading the body is
+    what sends it, so a request that may be refused is checked before (as S3 does)."""
+    return "100-continue" in req.headers.get("expect", "").lower()
+
+
 async def drain(req: S3Request, limit: int = 8 << 20) -> bool:
     """Discard an unread body (so an error reply keeps the connection usable)."""
     if req.body_done:
@@ -228,7 +249,7 @@ async def drain(req: S3Request, limit: int = 8 << 20) -> bool:
     declared = req.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return False
-    if "100-continue" in req.headers.get("expect", "").lower():
+    if expects_continue(req):
         return False  # the client will not send unless asked
     seen = 0
     try:

@@ -108,6 +108,9 @@ class S3Request:
     chunk_context: Any = None
     body_started: bool = False
     body_done: bool = False
+    # The server's zero-copy body reader, if it has one (eucalypt.walrus.server):
+    # ``await receive_into(view)`` fills the start of ``view``; 0 at the end of the body.
+    receive_into: Callable[[memoryview], Awaitable[int]] | None = None
 
     @property
     def target(self) -> str:
@@ -188,4 +191,5 @@ def build_request(scope: Scope, receive: Receive, domain: str, request_id: str) 
         request_id=request_id,
         receive=receive,
         client=f"{client[0]}:{client[1]}" if client else "",
+        receive_into=(scope.get("extensions") or {}).get("eucalypt.receive_into"),
     )

@@ -35,7 +35,7 @@ from functools import partial
 
 from eucalypt.auth import AuthError
 from eucalypt.walrus import errors, inline
-from eucalypt.walrus.body import BodyPlan, chunks
+from eucalypt.walrus.body import BodyPlan, chunks, expects_continue, receive_into
 from eucalypt.walrus.http import S3Request
 from eucalypt.walrus.security import s3_error_for
 from eucalypt.walrus.storage import BlobStore, BlobWriter
@@ -261,6 +261,21 @@ async def _read_whole(req: S3Request, length: int,
     buf = bytearray(length)
     view = memoryview(buf)
     pos = handed = 0
+    if req.receive_into is not None:  # the bytes land in buf, no copy on the way
+        while True:
+            n = await receive_into(req, view[pos:]) if pos < length else \
+                await receive_into(req, memoryview(bytearray(1)))
+            if n == 0:
+                break
+            if pos >= length:
+                raise errors.IncompleteBody()
+            pos += n
+            if pos - handed >= SMALL_BUFFER:
+                hand(view[handed:pos])
+                handed = pos
+        if handed < pos:
+            hand(view[handed:pos])
+        return buf if pos == length else buf[:pos]
     async for chunk in chunks(req):
         end = pos + len(chunk)
         if end > length:
@@ -310,11 +325,11 @@ async def receive_blob(req: S3Request, store: BlobStore, executor: Executor,
     With ``inline_ok`` a body of at most ``inline.INLINE_MAX`` bytes comes back
     as an inline blob (bytes in ``data``, nothing written yet). ``admission``
     is the request's authorization, still being checked: a body of up to
-    ``EARLY_BODY`` bytes may start to arrive meanwhile (reading it is what
-    sends a ``100 Continue``) but nothing is stored before it passed; a larger
-    body is not read before. Raises an S3 error (BadDigest, IncompleteBody,
-    XAmzContentSHA256Mismatch, EntityTooLarge, ...) after removing the partial
-    temp file or the blob.
+    ``EARLY_BODY`` bytes may start to arrive meanwhile but nothing is stored
+    before it passed; a larger body, or one whose client waits for ``100
+    Continue`` (which reading the body sends), is not read before. Raises an
+    S3 error (BadDigest, IncompleteBody, XAmzContentSHA256Mismatch,
+    EntityTooLarge, ...) after removing the partial temp file or the blob.
     """
     plan = BodyPlan.for_request(req)
     if plan.length is None:
@@ -326,7 +341,7 @@ async def receive_blob(req: S3Request, store: BlobStore, executor: Executor,
         if admission is not None:
             await admission
 
-    if plan.length > EARLY_BODY:
+    if plan.length > EARLY_BODY or expects_continue(req):
         await admitted()
     # Every body gets a writer up front (opening no file until written to),
     # so that a failing store fails every upload alike.

@@ -22,7 +22,7 @@ from eucalypt.walrus.api.common import (
     requester,
     storage_class_from,
 )
-from eucalypt.walrus.body import BodyPlan, read_small_body
+from eucalypt.walrus.body import BodyPlan, expects_continue, read_small_body
 from eucalypt.walrus.http import MAX_KEY_BYTES, Response, S3Request, empty_response, xml_response
 from eucalypt.walrus.security import acl_from_request, require
 from eucalypt.walrus.services import Context
@@ -75,6 +75,8 @@ async def _put_inline(ctx: Context, req: S3Request, plan: BodyPlan) -> StoredBlo
     except errors.S3Error:
         return None
     bucket_name = req.require_bucket()
+    if expects_continue(req):  # refused before the client is told to send its body
+        require((await bsvc.get_bucket(ctx, bucket_name)).acl, principal, "WRITE")
     try:
         blob = await receive_inline(req, plan, ctx.executor)
     except errors.S3Error:
