@@ -86,18 +86,14 @@ def loadavg() -> str:
 
 
 def serve(spec_path: str) -> None:
-    import uvicorn
-
     from eucalypt.auth import StaticCredentialStore
     from eucalypt.config import Config, WalrusConfig
-    from eucalypt.walrus.app import create_app
+    from eucalypt.walrus.app import create_app, run_app
 
     spec = json.loads(Path(spec_path).read_text())
     config = Config(data_dir=Path(spec["data_dir"]), walrus=WalrusConfig(port=spec["port"]))
     creds = StaticCredentialStore(Credential(**c) for c in (USER, NC, CLC))
-    uvicorn.run(create_app(config, credentials=creds), host="127.0.0.1", port=spec["port"],
-                loop="uvloop", http="httptools", lifespan="on", access_log=False,
-                server_header=False, log_level="warning")
+    run_app(create_app(config, credentials=creds), "127.0.0.1", spec["port"])
 
 
 def free_port() -> int:

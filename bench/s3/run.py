@@ -73,7 +73,9 @@ NOTES = [
     "written. Concurrent requests' metadata writes share one SQLite transaction (group "
     "commit; WAL, `synchronous=FULL`: the WAL is fsynced at every commit), and a PUT is "
     "answered only once that commit is on disk. GET streams from the file in 1-4 MiB "
-    "reads (uvicorn has no sendfile path); an inline object is answered from memory.",
+    "reads (no sendfile path); an inline object is answered from memory. Walrus runs on "
+    "its own HTTP server (`eucalypt.walrus.server`), which reads an upload's body straight "
+    "into its buffer.",
     "- moto_server: no signature check, no fsync; objects under ~5 MiB stay in memory, "
     "larger ones spill to temporary files.",
     "- The client shares the machine's cores with the server, so small-request rates are "

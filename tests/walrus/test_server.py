@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from eucalypt.walrus import server as http_server
-from eucalypt.walrus.server import RECEIVE_INTO, ServerThread
+from eucalypt.walrus.server import RECEIVE_INTO, ZEROCOPY, ServerThread
 from tests.support.servers import free_port
 
 
@@ -32,6 +32,7 @@ class EchoApp:
         self.events: list[str] = []
         self.sent = 0
         self.disconnects = 0
+        self.file = ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -50,6 +51,9 @@ class EchoApp:
             return
         if path == "/stream":
             await self.stream(scope, send)
+            return
+        if path in ("/file", "/file-chunked"):
+            await self.send_file(scope, send, chunked=path == "/file-chunked")
             return
         digest, size = hashlib.sha256(), 0
         try:
@@ -77,6 +81,18 @@ class EchoApp:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+    async def send_file(self, scope: dict[str, Any], send: Any, chunked: bool) -> None:
+        """Two ranges of ``self.file`` by zero-copy sends: ``?offset,count,offset,count``."""
+        assert ZEROCOPY in scope["extensions"]
+        a, b, c, d = (int(x) for x in scope["query_string"].split(b","))
+        headers = [] if chunked else [(b"content-length", str(b + d).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        with open(self.file, "rb") as f:
+            for offset, count in ((a, b), (c, d)):
+                await send({"type": ZEROCOPY, "file": f, "offset": offset, "count": count,
+                            "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     async def stream(self, scope: dict[str, Any], send: Any) -> None:
         n = int(scope["query_string"] or b"1")
@@ -314,3 +330,29 @@ def test_requests_in_progress_finish_at_shutdown() -> None:
         stopper.run_until_complete(stopping)
         stopper.close()
     assert app.events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+def test_zero_copy_file_ranges(served: tuple[EchoApp, int], tmp_path: Any) -> None:
+    """http.response.zerocopysend: file ranges go out by sendfile, framed by Content-Length
+    or, without one, as chunks; the connection stays usable after either."""
+    import os
+
+    app, port = served
+    data = os.urandom(5 << 20)
+    app.file = str(tmp_path / "blob")
+    (tmp_path / "blob").write_bytes(data)
+    with connect(port) as sock:
+        buf = bytearray()
+        sock.sendall(b"GET /file?7,3000000,4000000,1000001 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, got = read_response(sock, buf)
+        assert (status, got) == (200, data[7:3_000_007] + data[4_000_000:5_000_001])
+        sock.sendall(b"GET /file-chunked?0,10,100,5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(10)
+        while not buf.endswith(b"0\r\n\r\n"):
+            buf += sock.recv(65536)
+        head, _, body = bytes(buf).partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert body == b"a\r\n" + data[:10] + b"\r\n5\r\n" + data[100:105] + b"\r\n0\r\n\r\n"
+        buf.clear()
+        sock.sendall(put("/echo", b"after"))
+        assert read_response(sock, buf)[2] == expected(b"after")

@@ -1,8 +1,9 @@
 """Walrus: the S3-compatible object store (the paper's storage controller).
 
 ``app.create_app(config)`` builds the ASGI application (``serve(config)``
-runs it under uvicorn). The request path, top to bottom:
+runs it on Walrus's own HTTP server). The request path, top to bottom:
 
+- ``server.py``    HTTP/1.1: request heads (httptools), bodies read straight into buffers
 - ``app.py``       request id, health check, auth, dispatch, S3 error envelope, access log
 - ``http.py``      the parsed request (bucket/key from path or Host) and response types
 - ``security.py``  ``eucalypt.auth`` → :class:`~security.Principal`; S3 ACLs (canned, grants)

@@ -51,6 +51,7 @@ from eucalypt.walrus.http import (
     new_request_id,
 )
 from eucalypt.walrus.security import authenticate_request
+from eucalypt.walrus.server import ZEROCOPY
 from eucalypt.walrus.services import Context
 from eucalypt.walrus.services.commit import GroupCommitter
 from eucalypt.walrus.services.janitor import sweep_orphans
@@ -171,7 +172,8 @@ class WalrusApp:
                 response.headers.append(("connection", "close"))
         code = error.code if error else None
         await _send(send, receive, request_id, response, head=scope["method"] == "HEAD",
-                    done=lambda sent: self._log(scope, req, response.status, started, code, sent))
+                    done=lambda sent: self._log(scope, req, response.status, started, code, sent),
+                    zerocopy=ZEROCOPY in (scope.get("extensions") or {}))
 
     def _error_response(self, exc: errors.S3Error, req: S3Request | None, scope: Scope,
                         request_id: str) -> Response:
@@ -224,8 +226,11 @@ def _has_signature(scope: Scope) -> bool:
 
 
 async def _send(send: Send, receive: Receive, request_id: str, response: Response,
-                *, head: bool, done: Callable[[int], None]) -> None:
+                *, head: bool, done: Callable[[int], None], zerocopy: bool = False) -> None:
     """Send ``response``, stopping early if the client leaves.
+
+    With ``zerocopy`` (the server takes ASGI ``http.response.zerocopysend``) a response
+    whose bytes are in files (``Response.files``) is sent by the kernel from them.
 
     ``done(bytes_sent)`` is called once, just before the message that ends the
     response: a client that has its answer finds the access log line written.
@@ -253,6 +258,15 @@ async def _send(send: Send, receive: Receive, request_id: str, response: Respons
             sent = 0 if head else len(response.body)
             report()
             await send({"type": "http.response.body", "body": b"" if head else response.body})
+            return
+        if zerocopy and response.files is not None:
+            await response.stream.aclose()  # type: ignore[attr-defined]  # never started
+            for fd, offset, count in response.files:
+                await send({"type": ZEROCOPY, "file": fd, "offset": offset, "count": count,
+                            "more_body": True})
+                sent += count
+            report()
+            await send({"type": "http.response.body", "body": b""})
             return
         gone = asyncio.Event()
 

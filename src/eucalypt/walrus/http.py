@@ -67,6 +67,9 @@ class Response:
     length: int | None = None
     # Called once the response is sent (or abandoned): closes open blobs.
     cleanup: Callable[[], Awaitable[None]] | None = None
+    # The same bytes as ``stream``, as (file descriptor, offset, count) ranges, for a
+    # server that sends files itself (zero-copy); None when they are not all in files.
+    files: list[tuple[int, int, int]] | None = None
 
     def header(self, name: str, value: str) -> Response:
         self.headers.append((name, value))

@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -53,7 +56,9 @@ BODY_BUFFER = 256 << 10  # body bytes read ahead of the application, per connect
 WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
 KEEP_ALIVE = 30.0  # seconds a connection may sit idle between requests
 GRACE = 10.0  # seconds requests in progress get to finish at shutdown
+SEND_STALL = 60.0  # seconds a zero-copy send waits for a client that reads nothing
 RECEIVE_INTO = "eucalypt.receive_into"
+ZEROCOPY = "http.response.zerocopysend"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -62,6 +67,24 @@ def _reason(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
         return b""
+
+
+def _sendfile(sock: int, fd: int, offset: int, count: int) -> None:
+    """sendfile(2) until ``count`` bytes went out; the socket is non-blocking."""
+    while count > 0:
+        try:
+            sent = os.sendfile(sock, fd, offset, count)
+        except BlockingIOError:
+            sent = -1
+        if sent == 0:
+            raise OSError("the file is shorter than the response")
+        if sent < 0:
+            _, writable, _ = select.select([], [sock], [], SEND_STALL)
+            if not writable:
+                raise TimeoutError(f"the client read nothing for {SEND_STALL:.0f} s")
+            continue
+        offset += sent
+        count -= sent
 
 
 class _Date:
@@ -235,12 +258,15 @@ class _Request:
             self.status = int(message["status"])
             self.headers = list(message.get("headers", []))
             return
-        if kind != "http.response.body":
+        if kind not in ("http.response.body", ZEROCOPY):
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
         if not self.started:
             raise RuntimeError("response body before its start")
-        body = message.get("body", b"")
         more = bool(message.get("more_body", False))
+        if kind == ZEROCOPY:
+            await self._send_file(message, more)
+            return
+        body = message.get("body", b"")
         out: list[bytes] = []
         if not self.head_written:
             out.append(self._head(more))
@@ -260,6 +286,39 @@ class _Request:
             self.conn.response_complete(self)
         else:
             await self.conn.drain()
+
+    async def _send_file(self, message: dict[str, Any], more: bool) -> None:
+        """ASGI ``http.response.zerocopysend``: a file's bytes sent by the kernel (sendfile)."""
+        file = message["file"]
+        fd = file if isinstance(file, int) else file.fileno()
+        offset = int(message.get("offset") or 0)
+        count = message.get("count")
+        count = os.fstat(fd).st_size - offset if count is None else int(count)
+        out: list[bytes] = []
+        if not self.head_written:
+            out.append(self._head(more))
+            self.head_written = True
+        if self.head_only:
+            count = 0
+        if count and self.chunked_response:
+            out.append(b"%x\r\n" % count)
+        if out:
+            self.conn.writelines(out)
+        if count:
+            try:
+                await self.conn.sendfile(fd, offset, count)
+            except (OSError, TimeoutError) as exc:
+                log.info("zero-copy send ended early: %s", exc)
+                self.disconnected = True
+                self.conn.close()
+                return
+            if self.chunked_response:
+                self.conn.write(b"\r\n")
+        if not more:
+            if self.chunked_response and not self.head_only:
+                self.conn.write(b"0\r\n\r\n")
+            self.complete = True
+            self.conn.response_complete(self)
 
     def _head(self, more: bool) -> bytes:
         names = {name.lower() for name, _ in self.headers}
@@ -524,6 +583,28 @@ class _Connection(asyncio.BufferedProtocol):
             self.drainers.append(waiter)
             await waiter
 
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``fd`` from ``offset`` with sendfile(2), in a worker thread.
+
+        The transport's buffer is drained first and nothing else writes to the socket
+        meanwhile (one request at a time; reads are paused once its body is in).
+        """
+        while self.transport is not None and not self.closed \
+                and self.transport.get_write_buffer_size():
+            await asyncio.sleep(0.0005)
+        if self.transport is None or self.closed:
+            raise ConnectionResetError("the client disconnected")
+        sock = self.transport.get_extra_info("socket")
+        job = self.loop.run_in_executor(self.server.files, _sendfile, sock.fileno(), fd,
+                                        offset, count)
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # The thread still uses fd and the socket: end the connection, wait for it.
+            self.close()
+            await asyncio.wait([job])
+            raise
+
     def keeping_alive(self) -> bool:
         return not self.server.stopping
 
@@ -574,11 +655,13 @@ class Server:
         self.connections: set[_Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.date = _Date()
+        self.files = ThreadPoolExecutor(max_workers=16, thread_name_prefix="walrus-sendfile")
         self.stopping = False
         self._exit = asyncio.Event()
 
     def start(self, conn: _Connection, request: _Request) -> None:
         request.scope["extensions"][RECEIVE_INTO] = request.receive_into
+        request.scope["extensions"][ZEROCOPY] = {}
         task = self.loop.create_task(self._run(conn, request))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -627,6 +710,7 @@ class Server:
                 conn.close()
             await server.wait_closed()
             await lifespan.shutdown()
+            self.files.shutdown(wait=False)
 
 
 class _Lifespan:

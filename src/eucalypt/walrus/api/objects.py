@@ -178,8 +178,8 @@ async def _stream(ctx: Context, opened: osvc.OpenObject, start: int, length: int
                   ) -> AsyncIterator[bytes]:
     """Read-ahead by one chunk: the next read runs in a thread while this one is sent.
 
-    uvicorn implements no sendfile/pathsend extension, so bytes pass through
-    Python: at most two chunks (8 MiB) per response are in memory.
+    Used when the server cannot send files itself (``Response.files``, zero-copy):
+    at most two chunks (8 MiB) per response are in memory.
     """
     loop = asyncio.get_running_loop()
     pos, end = start, start + length
@@ -240,7 +240,7 @@ async def get_object(ctx: Context, req: S3Request, *, head: bool = False) -> Res
         opened.close()
         return Response(status=status, headers=headers, body=body)
     return Response(status=status, headers=headers, stream=_stream(ctx, opened, start, length),
-                    length=length, cleanup=cleanup)
+                    length=length, cleanup=cleanup, files=opened.file_ranges(start, length))
 
 
 async def head_object(ctx: Context, req: S3Request) -> Response:

@@ -262,6 +262,23 @@ class OpenObject:
             raise OSError(f"blob {self.view.segments[lo][0]} is shorter than recorded")
         return data
 
+    def file_ranges(self, pos: int, size: int) -> list[tuple[int, int, int]] | None:
+        """``size`` bytes at ``pos`` as (file descriptor, offset, count) ranges, segment by
+        segment; None unless every blob involved is an open file."""
+        ranges: list[tuple[int, int, int]] = []
+        end = pos + size
+        for start, seg, reader in zip(self.offsets, self.view.segments, self.readers,
+                                      strict=True):
+            seg_end = start + int(seg[1])
+            if seg_end <= pos or start >= end:
+                continue
+            fd = getattr(reader, "fd", None)
+            if not isinstance(fd, int) or fd < 0:
+                return None
+            lo, hi = max(pos, start), min(end, seg_end)
+            ranges.append((fd, lo - start, hi - lo))
+        return ranges
+
     def inline_bytes(self, pos: int, size: int) -> bytes | None:
         """``size`` bytes at ``pos`` when the object is one inline blob (else None)."""
         if len(self.readers) == 1 and isinstance(self.readers[0], inline.BytesReader):
