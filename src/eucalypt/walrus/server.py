@@ -56,6 +56,7 @@ BODY_BUFFER = 256 << 10  # body bytes read ahead of the application, per connect
 WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
 KEEP_ALIVE = 30.0  # seconds a connection may sit idle between requests
 GRACE = 10.0  # seconds requests in progress get to finish at shutdown
+READ_AHEAD = 16 << 20  # bytes of a file asked of the disk ahead of a zero-copy send
 SEND_STALL = 60.0  # seconds a zero-copy send waits for a client that reads nothing
 RECEIVE_INTO = "eucalypt.receive_into"
 ZEROCOPY = "http.response.zerocopysend"
@@ -70,8 +71,18 @@ def _reason(status: int) -> bytes:
 
 
 def _sendfile(sock: int, fd: int, offset: int, count: int) -> None:
-    """sendfile(2) until ``count`` bytes went out; the socket is non-blocking."""
+    """sendfile(2) until ``count`` bytes went out; the socket is non-blocking.
+
+    The next ``READ_AHEAD`` bytes are asked for ahead (``POSIX_FADV_WILLNEED``), so
+    the disk reads a file not in the page cache while the socket sends.
+    """
+    ahead = offset
     while count > 0:
+        if ahead < offset + min(count, READ_AHEAD // 2):
+            ahead = max(ahead, offset)
+            span = min(READ_AHEAD, offset + count - ahead)
+            os.posix_fadvise(fd, ahead, span, os.POSIX_FADV_WILLNEED)
+            ahead += span
         try:
             sent = os.sendfile(sock, fd, offset, count)
         except BlockingIOError:
