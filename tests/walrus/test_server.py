@@ -356,3 +356,31 @@ def test_zero_copy_file_ranges(served: tuple[EchoApp, int], tmp_path: Any) -> No
         buf.clear()
         sock.sendall(put("/echo", b"after"))
         assert read_response(sock, buf)[2] == expected(b"after")
+
+
+def test_a_stalled_reader_does_not_hold_a_sendfile_thread(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one sendfile thread, a client that stops reading a zero-copy response must not
+    keep another client's zero-copy response from going out."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(http_server, "ThreadPoolExecutor",
+                        lambda **kw: ThreadPoolExecutor(max_workers=1))
+    app, port = EchoApp(), free_port()
+    data = os.urandom(64 << 20)
+    app.file = str(tmp_path / "blob")
+    (tmp_path / "blob").write_bytes(data)
+    thread = ServerThread(app, "127.0.0.1", port)
+    thread.start()
+    try:
+        with connect(port) as stalled, connect(port) as other:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            stalled.sendall(b"GET /file?0,40000000,0,1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)  # its send fills the socket and waits
+            started = time.monotonic()
+            other.sendall(b"GET /file?5,1000,0,0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(other, bytearray())[2] == data[5:1005]
+            assert time.monotonic() - started < 5
+    finally:
+        thread.stop()

@@ -57,6 +57,7 @@ WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
 KEEP_ALIVE = 30.0  # seconds a connection may sit idle between requests
 GRACE = 10.0  # seconds requests in progress get to finish at shutdown
 READ_AHEAD = 16 << 20  # bytes of a file asked of the disk ahead of a zero-copy send
+SEND_WAIT = 0.05  # seconds a sendfile thread waits for a full socket before letting go
 SEND_STALL = 60.0  # seconds a zero-copy send waits for a client that reads nothing
 RECEIVE_INTO = "eucalypt.receive_into"
 ZEROCOPY = "http.response.zerocopysend"
@@ -70,32 +71,34 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-def _sendfile(sock: int, fd: int, offset: int, count: int) -> None:
-    """sendfile(2) until ``count`` bytes went out; the socket is non-blocking.
+def _sendfile(sock: int, fd: int, offset: int, count: int, ahead: int) -> tuple[int, int]:
+    """sendfile(2) of up to ``count`` bytes on a non-blocking socket, from a worker thread.
 
-    The next ``READ_AHEAD`` bytes are asked for ahead (``POSIX_FADV_WILLNEED``), so
-    the disk reads a file not in the page cache while the socket sends.
+    Returns (bytes sent, read-ahead mark). It stops when all went out or when the
+    socket stayed full for ``SEND_WAIT`` seconds, so that a client that reads
+    slowly, or not at all, does not hold the thread. The ``READ_AHEAD`` bytes after
+    the mark are asked for ahead (``POSIX_FADV_WILLNEED``), so the disk reads a
+    file not in the page cache while the socket sends.
     """
-    ahead = offset
-    while count > 0:
-        if ahead < offset + min(count, READ_AHEAD // 2):
-            ahead = max(ahead, offset)
-            span = min(READ_AHEAD, offset + count - ahead)
+    done = 0
+    while done < count:
+        pos, left = offset + done, count - done
+        if ahead < pos + min(left, READ_AHEAD // 2):
+            ahead = max(ahead, pos)
+            span = min(READ_AHEAD, pos + left - ahead)
             os.posix_fadvise(fd, ahead, span, os.POSIX_FADV_WILLNEED)
             ahead += span
         try:
-            sent = os.sendfile(sock, fd, offset, count)
+            sent = os.sendfile(sock, fd, pos, left)
         except BlockingIOError:
-            sent = -1
+            _, writable, _ = select.select([], [sock], [], SEND_WAIT)
+            if not writable:
+                break
+            continue
         if sent == 0:
             raise OSError("the file is shorter than the response")
-        if sent < 0:
-            _, writable, _ = select.select([], [sock], [], SEND_STALL)
-            if not writable:
-                raise TimeoutError(f"the client read nothing for {SEND_STALL:.0f} s")
-            continue
-        offset += sent
-        count -= sent
+        done += sent
+    return done, ahead
 
 
 class _Date:
@@ -595,7 +598,8 @@ class _Connection(asyncio.BufferedProtocol):
             await waiter
 
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
-        """Send ``count`` bytes of ``fd`` from ``offset`` with sendfile(2), in a worker thread.
+        """Send ``count`` bytes of ``fd`` from ``offset`` with sendfile(2), in worker-thread
+        turns (see ``_sendfile``); TimeoutError after ``SEND_STALL`` s without progress.
 
         The transport's buffer is drained first and nothing else writes to the socket
         meanwhile (one request at a time; reads are paused once its body is in).
@@ -605,16 +609,27 @@ class _Connection(asyncio.BufferedProtocol):
             await asyncio.sleep(0.0005)
         if self.transport is None or self.closed:
             raise ConnectionResetError("the client disconnected")
-        sock = self.transport.get_extra_info("socket")
-        job = self.loop.run_in_executor(self.server.files, _sendfile, sock.fileno(), fd,
-                                        offset, count)
-        try:
-            await asyncio.shield(job)
-        except asyncio.CancelledError:
-            # The thread still uses fd and the socket: end the connection, wait for it.
-            self.close()
-            await asyncio.wait([job])
-            raise
+        sock = self.transport.get_extra_info("socket").fileno()
+        ahead, last_progress = offset, time.monotonic()
+        while count > 0:
+            job = self.loop.run_in_executor(self.server.files, _sendfile, sock, fd, offset,
+                                            count, ahead)
+            try:
+                sent, ahead = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # The thread still uses fd and the socket: end the connection, wait for it.
+                self.close()
+                await asyncio.wait([job])
+                raise
+            offset, count = offset + sent, count - sent
+            if sent:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > SEND_STALL:
+                raise TimeoutError(f"the client read nothing for {SEND_STALL:.0f} s")
+            if count and self.closed:
+                raise ConnectionResetError("the client disconnected")
+            if count and not sent:
+                await asyncio.sleep(SEND_WAIT)  # a slow reader: no thread held meanwhile
 
     def keeping_alive(self) -> bool:
         return not self.server.stopping
