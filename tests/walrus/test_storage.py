@@ -80,11 +80,9 @@ def test_list_blobs_by_age(tmp_path: Path) -> None:
     assert new_id not in list(store.list_blobs(older_than=2_000_000))
 
 
-def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A blob's directory is always synced; so is the one above any directory whose entry
-    this process has not made durable yet (made now, or found on disk: a killed process
-    may have left it in the page cache only), up to one whose entry is durable."""
+@pytest.fixture
+def synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The directories the store fsyncs from now on, relative to ``blobs/``, in order."""
     from eucalypt.walrus import storage
 
     synced: list[str] = []
@@ -95,6 +93,15 @@ def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
         real(path)
 
     monkeypatch.setattr(storage, "_fsync_dir", record)
+    return synced
+
+
+def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
+        tmp_path: Path, synced: list[str]) -> None:
+    """A blob's directory is always synced; so is the one above any directory whose entry
+    this process has not made durable yet (made now, or found on disk: a killed process
+    may have left it in the page cache only), up to one whose entry is durable."""
+
     store = FilesystemStore(tmp_path)
     assert synced == [".."]  # the store's root: the entries of blobs/ and tmp/
     synced.clear()
@@ -126,20 +133,12 @@ def test_new_fan_out_directories_are_synced_up_to_a_durable_one(
 
 
 def test_blobs_of_one_minute_share_a_fan_out_directory(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synced: list[str]) -> None:
     """Blob ids start with a minute counter: 50 blobs written within one minute make one
     fan-out directory (and sync the ones above it once), not one each."""
     from eucalypt.walrus import storage
 
     monkeypatch.setattr(storage, "time", SimpleNamespace(time=lambda: 1_700_000_000.0))
-    synced: list[str] = []
-    real = storage._fsync_dir
-
-    def record(path: Path | str) -> None:
-        synced.append(os.path.relpath(path, tmp_path / "blobs"))
-        real(path)
-
-    monkeypatch.setattr(storage, "_fsync_dir", record)
     store = FilesystemStore(tmp_path)
     ids = []
     for _ in range(50):

@@ -154,7 +154,6 @@ class _Request:
         # Body: ``remaining`` bytes still to come from the socket (Content-Length
         # framing), or None for a chunked body (httptools decodes it).
         self.remaining = length
-        self.chunked = length is None
         self.buffered = bytearray()  # read but not yet handed to the application
         self.body_done = length == 0
         self.body_returned = False  # the last http.request message went out
@@ -231,7 +230,7 @@ class _Request:
             if self.body_done or not view:
                 self.body_returned = self.body_done
                 return 0
-            if self.chunked:
+            if self.remaining is None:  # chunked: bytes come decoded, into buffered
                 self._want_body()
                 await self._wait()
                 continue
